@@ -1,0 +1,60 @@
+# Two commands do all the set-up on a fresh machine: `make demo` and `make test`.
+# Each creates .venv when missing (idempotent and fast when present), installs the pinned
+# dependencies from requirements.txt (torch first), installs this package editable and links its
+# share files (launch/, config/, urdf/, checkpoints/) into the venv's ament index.
+# Everything that may start DDS runs with loopback-only discovery (see ros_env below).
+
+SHELL := /bin/bash
+PYTHON ?= python3.11
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PKG := l2l_nmhw_ros
+SHARE := $(VENV)/share/$(PKG)
+STAMP := $(VENV)/.installed
+QUICK ?=
+PYTEST_ARGS ?=
+
+# DDS stays on this machine; every process gets its own log dir; share files via ament_index.
+ros_env = export VIRTUAL_ENV=$(abspath $(VENV)) AMENT_PREFIX_PATH=$(abspath $(VENV)) \
+	ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST RMW_IMPLEMENTATION=rmw_fastrtps_cpp \
+	ROS_DOMAIN_ID=$${ROS_DOMAIN_ID:-$$(( ($$$$ % 100) + 101 ))} \
+	ROS_LOG_DIR=$${ROS_LOG_DIR:-$$(mktemp -d -t l2l_nmhw_roslog.XXXXXX)} \
+	PYTHONUNBUFFERED=1 OMP_NUM_THREADS=$${OMP_NUM_THREADS:-2} PATH=$(abspath $(VENV))/bin:$$PATH
+
+.PHONY: venv demo test test-all bench lint clean
+
+$(PY):
+	$(PYTHON) -m venv $(VENV)
+
+# Reinstall only when the pins or the package definition change.
+$(STAMP): requirements.txt setup.py setup.cfg package.xml | $(PY)
+	$(PY) -m pip install --quiet --upgrade pip 2>&1 | grep -v '^WARNING: Location' || true
+	$(PY) -m pip install --quiet "$$(grep -E '^torch==' requirements.txt)" 2>&1 | grep -v '^WARNING: Location' || true
+	$(PY) -m pip install --quiet -r requirements.txt 2>&1 | grep -v '^WARNING: Location' || true
+	$(PY) -m pip install --quiet --no-deps --no-build-isolation -e . 2>&1 | grep -v '^WARNING: Location' || true
+	$(PY) -c 'import torch, numpy, rclpy, brian2, pybullet, l2l_nmhw_ros'
+	touch $(STAMP)
+
+# Editable installs do not copy data_files: link the share tree to the checkout instead.
+venv: $(STAMP)
+	@mkdir -p $(SHARE) $(VENV)/share/ament_index/resource_index/packages
+	@touch $(VENV)/share/ament_index/resource_index/packages/$(PKG)
+	@for d in launch config urdf checkpoints package.xml; do ln -sfn $(abspath .)/$$d $(SHARE)/$$d; done
+
+demo: venv
+	$(ros_env); $(PY) -m l2l_nmhw_ros.cli demo $(DEMO_ARGS)
+
+test: venv
+	$(ros_env); $(PY) -m pytest $(PYTEST_ARGS)
+
+test-all: venv
+	$(ros_env); $(PY) -m pytest --run-slow $(PYTEST_ARGS)
+
+bench: venv
+	$(ros_env); $(PY) -m bench.run $(if $(QUICK),--quick,)
+
+lint: venv
+	$(PY) -m ruff check l2l_nmhw_ros test bench
+
+clean:
+	rm -rf $(VENV) .pytest_cache demo_output

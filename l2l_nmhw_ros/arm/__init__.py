@@ -1,0 +1,1 @@
+"""ED-Scorbot arm (ROS-free): kinematics, limits, PyBullet simulation, safety, UDP client."""

@@ -1,0 +1,446 @@
+"""Configuration schema: one frozen dataclass per concern, defaults = the paper's values.
+
+The values live in ``config/l2l_nmhw.yaml`` in ROS parameter-file layout::
+
+    /**:
+      ros__parameters:
+        seed: 42
+        pcm:
+          g_max: 25.0
+          ...
+
+:func:`load` reads one or more such files (later files override earlier ones, as ROS does with
+several parameter files), rejects unknown keys and ints given for float fields (ROS is as strict),
+and returns an :class:`L2LConfig`. The ROS nodes declare the same fields as parameters
+(``ros/params.py``), so validation lives here once.
+
+Every field carries ``metadata``: ``unit`` (SI, except conductance in µS), ``description``,
+bounds ``lo``/``hi`` (inclusive), optional ``choices`` and ``read_only`` (structural: sizes, dt).
+
+Sources of the defaults: Ortner et al., Nat. Commun. 16 (2025) and its official code
+(IGITUGraz/RapidLearningInMemoryComputing); see ``shared/reference/paper-notes.md`` of the project.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import math
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any, get_args, get_origin, get_type_hints
+
+import yaml
+
+from l2l_nmhw_ros.errors import ConfigError
+
+__all__ = [
+    'ArmConfig', 'ConfigError', 'ControlConfig', 'EpropConfig', 'L2LConfig', 'LSGConfig',
+    'MetaConfig', 'PCMConfig', 'TaskConfig', 'TraineeConfig', 'config_hash', 'default_config_path',
+    'from_dict', 'load', 'param', 'to_dict',
+]
+
+ROS_WILDCARD = '/**'
+ROS_PARAMS = 'ros__parameters'
+
+
+def param(default: Any, unit: str, description: str, *, lo: float | None = None,
+          hi: float | None = None, choices: Iterable[str] | None = None,
+          read_only: bool = False) -> Any:
+    """Return a dataclass field with the schema metadata used for validation and ROS parameters."""
+    meta = {'unit': unit, 'description': description, 'lo': lo, 'hi': hi,
+            'choices': tuple(choices) if choices is not None else None, 'read_only': read_only}
+    if isinstance(default, list):
+        default = tuple(default)
+    return dataclasses.field(default=default, metadata=meta)
+
+
+def _check_scalar(name: str, value: Any, typ: type) -> None:
+    if typ is bool:
+        ok = isinstance(value, bool)
+    elif typ is int:
+        ok = isinstance(value, int) and not isinstance(value, bool)
+    elif typ is float:
+        ok = isinstance(value, float)
+    elif typ is str:
+        ok = isinstance(value, str)
+    else:  # pragma: no cover - schema error
+        raise ConfigError(f'{name}: unsupported type {typ}')
+    if not ok:
+        hint = ' (write floats with a decimal point, e.g. 1.0)' if typ is float else ''
+        raise ConfigError(f'{name}: expected {typ.__name__}, got {type(value).__name__} '
+                          f'{value!r}{hint}')
+    if typ is float and not math.isfinite(value):
+        raise ConfigError(f'{name}: must be finite, got {value!r}')
+
+
+class _Section:
+    """Mixin: generic validation of types, bounds and choices from field metadata."""
+
+    def __post_init__(self) -> None:
+        hints = get_type_hints(type(self))
+        for f in dataclasses.fields(self):  # type: ignore[arg-type]
+            section = _SECTION_NAMES.get(type(self), type(self).__name__)
+            name = f'{section}.{f.name}' if section else f.name
+            value = getattr(self, f.name)
+            typ = hints[f.name]
+            if dataclasses.is_dataclass(typ):
+                continue
+            if get_origin(typ) is tuple:
+                if isinstance(value, list):
+                    value = tuple(value)
+                    object.__setattr__(self, f.name, value)
+                if not isinstance(value, tuple):
+                    raise ConfigError(f'{name}: expected a list, got {value!r}')
+                elem = get_args(typ)[0]
+                for i, v in enumerate(value):
+                    _check_scalar(f'{name}[{i}]', v, elem)
+                items = value
+            else:
+                _check_scalar(name, value, typ)
+                items = (value,)
+            unit = f.metadata.get('unit', '')
+            lo, hi, choices = f.metadata.get('lo'), f.metadata.get('hi'), f.metadata.get('choices')
+            for v in items:
+                if lo is not None and v < lo:
+                    raise ConfigError(f'{name} = {v!r} [{unit}] is below its lower bound {lo}')
+                if hi is not None and v > hi:
+                    raise ConfigError(f'{name} = {v!r} [{unit}] is above its upper bound {hi}')
+                if choices is not None and v not in choices:
+                    raise ConfigError(f'{name} = {v!r} is not one of {list(choices)}')
+        self._validate()
+
+    def _validate(self) -> None:
+        """Check relations between fields; override in sections that have any."""
+
+
+@dataclasses.dataclass(frozen=True)
+class PCMConfig(_Section):
+    """Phase-change-memory crossbar emulator (``pcm`` section).
+
+    Device model: Nandakumar et al., ICECS 2019, as implemented in IBM aihwkit
+    (``PCMLikeNoiseModel``) and in the paper's code (``module/pcm.py``).
+    """
+
+    preset: str = param('paper_code', '', 'Time/noise preset: paper_code reproduces the paper '
+                        "code (fixed drift ratio t/t0 = 32, its read-noise variant); physical "
+                        'follows the emulator clock per device', choices=('paper_code', 'physical',
+                                                                          'ideal'))
+    g_max: float = param(25.0, 'µS', 'Conductance of a fully SET device (maps to |w| = w_max)',
+                         lo=1e-3)
+    w_max: float = param(1.0, '1', 'Weights are clipped to [-w_max, w_max]', lo=1e-6)
+    n_devices: int = param(2, '1', 'Devices per polarity averaged on read (paper code: 2)', lo=1,
+                           hi=16, read_only=True)
+    prog_noise: bool = param(True, '', 'Programming noise on every (re)programmed device')
+    prog_noise_coeffs: tuple[float, ...] = param(
+        [0.26348, 1.9650, -1.1731], 'µS',
+        'sigma_prog(g_hat) = max(c0 + c1 g_hat + c2 g_hat^2, 0) at prog_noise_g_max_ref')
+    prog_noise_g_max_ref: float = param(25.0, 'µS', 'g_max at which prog_noise_coeffs were fit; '
+                                        'rescaled to g_max as aihwkit does', lo=1e-3)
+    drift: bool = param(True, '', 'Conductance drift g(t) = g_prog (t/t0)^-nu')
+    t0: float = param(20.0, 's', 'Drift reference time after programming (aihwkit: 20 s)',
+                      lo=1e-9)
+    drift_t_ratio: float = param(32.0, '1', 'paper_code preset: fixed drift time ratio t/t0',
+                                 lo=1.0)
+    nu_mean_coeffs: tuple[float, ...] = param(
+        [-0.0155, 0.0244], '1', 'mu_nu = clip(a ln g_hat + b, lo, hi)')
+    nu_mean_bounds: tuple[float, ...] = param([0.049, 0.1], '1', 'clip bounds of mu_nu')
+    nu_std_coeffs: tuple[float, ...] = param(
+        [-0.0125, -0.0059], '1', 'sigma_nu = clip(a ln g_hat + b, lo, hi)')
+    nu_std_bounds: tuple[float, ...] = param([0.008, 0.045], '1', 'clip bounds of sigma_nu')
+    read_noise: bool = param(True, '', '1/f read noise on every MVM')
+    t_read: float = param(250e-9, 's', 'Read duration in the 1/f noise integral', lo=1e-12)
+    read_noise_t: float = param(32.0, 's', 'paper_code preset: fixed inference time for the read '
+                                'noise (paper code: 32)', lo=0.0)
+    q_s_coeffs: tuple[float, ...] = param([0.0088, 0.65, 0.2], '1',
+                                          'Q_s(g) = min(a / g^b, c) of the 1/f read noise')
+    drift_compensation: bool = param(False, '', 'Global drift compensation (read a reference, '
+                                     'rescale outputs); off in paper_code')
+    delta_w_step: float = param(0.0625, '1', 'Update quantum: Delta W rounded to this grid (1/16)',
+                                lo=0.0, hi=1.0)
+    stochastic_rounding: bool = param(False, '', 'Stochastic instead of deterministic rounding of '
+                                      'Delta W (robot: deterministic; Omniglot: stochastic)')
+    deploy_jitter: float = param(0.01, '1', 'paper_code: uniform jitter U(-a, a) added to the '
+                                 'weights at initial deployment', lo=0.0)
+    tile_size: int = param(256, '1', 'Crossbar tile rows = columns', lo=1, read_only=True)
+
+    def _validate(self) -> None:
+        if len(self.prog_noise_coeffs) != 3:
+            raise ConfigError('pcm.prog_noise_coeffs: expected 3 values (c0, c1, c2) [µS]')
+        for key in ('nu_mean_coeffs', 'nu_mean_bounds', 'nu_std_coeffs', 'nu_std_bounds'):
+            if len(getattr(self, key)) != 2:
+                raise ConfigError(f'pcm.{key}: expected 2 values')
+        if len(self.q_s_coeffs) != 3:
+            raise ConfigError('pcm.q_s_coeffs: expected 3 values (a, b, c)')
+        if self.nu_mean_bounds[0] > self.nu_mean_bounds[1]:
+            raise ConfigError('pcm.nu_mean_bounds: lower bound above upper bound')
+        if self.nu_std_bounds[0] > self.nu_std_bounds[1]:
+            raise ConfigError('pcm.nu_std_bounds: lower bound above upper bound')
+
+
+@dataclasses.dataclass(frozen=True)
+class TraineeConfig(_Section):
+    """The trainee: recurrent LIF network on the PCM crossbar (``trainee`` section)."""
+
+    n_in: int = param(5, '1', 'Clock input neurons', lo=1, read_only=True)
+    n_rec: int = param(250, '1', 'Recurrent LIF neurons', lo=1, read_only=True)
+    n_out: int = param(2, '1', 'Leaky readouts = joint angular velocities (base, shoulder)',
+                       lo=1, read_only=True)
+    v_th: float = param(0.6, '1', 'Firing threshold (normalised membrane units)', lo=1e-6)
+    tau_m: float = param(0.020, 's', 'Membrane time constant', lo=1e-6)
+    tau_out: float = param(0.020, 's', 'Readout time constant', lo=1e-6)
+    n_ref: int = param(5, 'steps', 'Refractory period', lo=0)
+    dampening_factor: float = param(0.3, '1', 'gamma of the pseudo-derivative', lo=0.0)
+    rate_target: float = param(20.0, 'Hz', 'Firing-rate regulariser target', lo=0.0)
+    rate_reg: float = param(0.25, '1', 'Firing-rate regulariser weight', lo=0.0)
+
+
+@dataclasses.dataclass(frozen=True)
+class LSGConfig(_Section):
+    """The learning-signal generator: software ALIF/LIF network (``lsg`` section)."""
+
+    n_rec: int = param(800, '1', 'Recurrent neurons', lo=1, read_only=True)
+    alif_fraction: float = param(0.3, '1', 'Fraction of adaptive (ALIF) neurons', lo=0.0, hi=1.0,
+                                 read_only=True)
+    v_th: float = param(1.3, '1', 'Base firing threshold', lo=1e-6)
+    tau_m: float = param(0.020, 's', 'Membrane time constant', lo=1e-6)
+    tau_out: float = param(0.020, 's', 'Readout time constant', lo=1e-6)
+    tau_a: float = param(0.6, 's', 'Threshold adaptation time constant', lo=1e-6)
+    beta: float = param(1.6, '1', 'Threshold adaptation strength of ALIF neurons', lo=0.0)
+    n_ref: int = param(5, 'steps', 'Refractory period', lo=0)
+    dampening_factor: float = param(0.3, '1', 'gamma of the pseudo-derivative', lo=0.0)
+    bits_per_coord: int = param(16, '1', 'Binary input neurons per target coordinate',
+                                lo=1, hi=31, read_only=True)
+    rate_target: float = param(10.0, 'Hz', 'Firing-rate regulariser target', lo=0.0)
+    rate_reg: float = param(0.25, '1', 'Firing-rate regulariser weight', lo=0.0)
+
+
+@dataclasses.dataclass(frozen=True)
+class EpropConfig(_Section):
+    """Natural e-prop inner loop (``eprop`` section)."""
+
+    eta: float = param(1e-4, '1', 'Inner learning rate: Delta W = -eta sum_t L psi e_bar', lo=0.0)
+    n_updates: int = param(1, '1', 'On-chip weight updates per task (paper: 1)', lo=0)
+    update_w_in: bool = param(True, '', 'Update the input weights in the inner loop')
+    update_w_rec: bool = param(True, '', 'Update the recurrent weights in the inner loop')
+
+
+@dataclasses.dataclass(frozen=True)
+class TaskConfig(_Section):
+    """Task families and their encodings (``task`` section)."""
+
+    family: str = param('reach', '', 'Task family', choices=('reach', 'brownian', 'reference'))
+    n_steps: int = param(249, 'steps', 'Trial length', lo=1, read_only=True)
+    dt: float = param(0.001, 's', 'Network time step', lo=1e-6, read_only=True)
+    clock_window: int = param(50, 'steps', 'Each clock neuron is active in its own window', lo=1)
+    clock_interval: int = param(10, 'steps', 'One clock spike every this many steps', lo=1)
+    omega_scale: float = param(0.01, 'rad/step per unit', 'Joint angle = q0 + omega_scale * '
+                               'cumsum(omega) (paper code integrator)', lo=0.0)
+    brownian_delta: float = param(0.65, '1', 'Brownian motion scale delta', lo=0.0)
+    brownian_dt: float = param(0.01, '1', 'Brownian motion time step', lo=0.0)
+    smoothing_window: int = param(120, 'steps', 'Hann smoothing window length', lo=1)
+    joint_lo: tuple[float, ...] = param([-2.2689280275926285, -1.2217304763960306], 'rad',
+                                        'Safe range lower bound per joint (-130°, -70°)')
+    joint_hi: tuple[float, ...] = param([2.2689280275926285, 1.2217304763960306], 'rad',
+                                        'Safe range upper bound per joint (+130°, +70°)')
+    reach_min_distance: float = param(0.05, 'm', 'reach: minimum end-effector travel', lo=0.0)
+
+    def _validate(self) -> None:
+        if len(self.joint_lo) != len(self.joint_hi):
+            raise ConfigError('task.joint_lo and task.joint_hi differ in length')
+        for i, (lo, hi) in enumerate(zip(self.joint_lo, self.joint_hi)):
+            if lo >= hi:
+                raise ConfigError(f'task.joint_lo[{i}] = {lo} [rad] is not below joint_hi[{i}]')
+
+
+@dataclasses.dataclass(frozen=True)
+class MetaConfig(_Section):
+    """Meta-training (outer loop, ``meta`` section)."""
+
+    lr: float = param(1.5e-3, '1', 'Adam learning rate', lo=0.0)
+    lr_decay: float = param(0.99, '1', 'Learning-rate factor every lr_decay_every iterations',
+                            lo=0.0, hi=1.0)
+    lr_decay_every: int = param(500, 'iterations', 'Learning-rate decay period', lo=1)
+    iterations: int = param(100000, '1', 'Outer iterations', lo=0)
+    batch_size: int = param(90, 'tasks', 'Tasks per outer iteration', lo=1)
+    validate_every: int = param(10000, 'iterations', 'Validation period', lo=1)
+    validation_batches: int = param(100, 'batches', 'Batches per validation', lo=1)
+    loss_omega_weight: float = param(0.5, '1', 'Weight of MSE(omega) in the loss', lo=0.0)
+    loss_xyz_weight: float = param(0.5, '1', 'Weight of MSE(xyz) in the loss', lo=0.0)
+    pcm_in_loop: bool = param(True, '', 'PCM noise model in the meta-training loop')
+    quantize_in_loop: bool = param(True, '', 'Delta W quantisation in the meta-training loop')
+
+
+@dataclasses.dataclass(frozen=True)
+class ArmConfig(_Section):
+    """Arm drivers (``arm`` section): names, limits and safety."""
+
+    joints: tuple[str, ...] = param(['base_joint', 'shoulder_joint', 'elbow_joint',
+                                     'wrist_pitch_joint'], '',
+                                    'Commanded joints, in command order')
+    cmd_timeout: float = param(0.5, 's', 'Stale-command watchdog: hold the measured position '
+                               'when no command arrived for this long', lo=1e-3)
+    max_velocity: float = param(1.0, 'rad/s', 'Velocity limit (URDF: 1.0 rad/s)', lo=1e-6)
+    sim_dt: float = param(0.004, 's', 'PyBullet fixed time step', lo=1e-5, hi=0.1)
+    publish_rate: float = param(50.0, 'Hz', 'joint_states publishing rate', lo=1.0)
+    fpga_host: str = param('127.0.0.1', '', 'ED-Scorbot FPGA address (real arm only)')
+    fpga_port: int = param(25000, '1', 'ED-Scorbot FPGA UDP port for joint references', lo=1,
+                           hi=65535)
+    feedback_port: int = param(26000, '1', 'UDP port on which the FPGA reports encoder counts',
+                               lo=0, hi=65535)
+
+
+@dataclasses.dataclass(frozen=True)
+class ControlConfig(_Section):
+    """Controller and accelerator glue (``control`` section)."""
+
+    time_scale: float = param(0.0, '1', 'Playback: robot time = network time x time_scale; '
+                              '0 = smallest scale that keeps the URDF velocity limits', lo=0.0)
+    command_rate: float = param(50.0, 'Hz', 'Rate of the streamed joint-position commands', lo=1.0)
+    settle_time: float = param(0.5, 's', 'Wait after the last command before evaluating', lo=0.0)
+    checkpoint: str = param('', '', 'Checkpoint path; empty = the shipped default')
+    state_file: str = param('', '', 'PCM device-state file; empty = in-memory only')
+
+
+@dataclasses.dataclass(frozen=True)
+class L2LConfig(_Section):
+    """The whole configuration (the ``ros__parameters`` mapping of ``config/l2l_nmhw.yaml``)."""
+
+    seed: int = param(42, '1', 'Seed of every random generator', lo=0)
+    pcm: PCMConfig = dataclasses.field(default_factory=PCMConfig)
+    trainee: TraineeConfig = dataclasses.field(default_factory=TraineeConfig)
+    lsg: LSGConfig = dataclasses.field(default_factory=LSGConfig)
+    eprop: EpropConfig = dataclasses.field(default_factory=EpropConfig)
+    task: TaskConfig = dataclasses.field(default_factory=TaskConfig)
+    meta: MetaConfig = dataclasses.field(default_factory=MetaConfig)
+    arm: ArmConfig = dataclasses.field(default_factory=ArmConfig)
+    control: ControlConfig = dataclasses.field(default_factory=ControlConfig)
+
+
+_SECTION_NAMES: dict[type, str] = {
+    PCMConfig: 'pcm', TraineeConfig: 'trainee', LSGConfig: 'lsg', EpropConfig: 'eprop',
+    TaskConfig: 'task', MetaConfig: 'meta', ArmConfig: 'arm', ControlConfig: 'control',
+    L2LConfig: '',
+}
+
+
+def default_config_path() -> Path:
+    """Return the path of the package's ``config/l2l_nmhw.yaml``.
+
+    Looks in the ament index share directory first (installed package), then in the source tree.
+
+    Raises:
+        FileNotFoundError: if neither exists.
+    """
+    candidates = []
+    try:
+        from ament_index_python.packages import get_package_share_directory
+
+        candidates.append(Path(get_package_share_directory('l2l_nmhw_ros')) / 'config')
+    except Exception:  # noqa: BLE001 - ament index absent or package not indexed
+        pass
+    candidates.append(Path(__file__).resolve().parent.parent / 'config')
+    for c in candidates:
+        if (c / 'l2l_nmhw.yaml').is_file():
+            return c / 'l2l_nmhw.yaml'
+    raise FileNotFoundError('config/l2l_nmhw.yaml not found in the ament index nor the source tree')
+
+
+def _from_mapping(cls: type, data: Mapping[str, Any], prefix: str) -> Any:
+    if not isinstance(data, Mapping):
+        raise ConfigError(f'{prefix or "config"}: expected a mapping, got {data!r}')
+    hints = get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    kwargs: dict[str, Any] = {}
+    for key, value in data.items():
+        full = f'{prefix}.{key}' if prefix else str(key)
+        if key not in names:
+            raise ConfigError(f'unknown configuration key {full!r}')
+        typ = hints[key]
+        if dataclasses.is_dataclass(typ):
+            kwargs[key] = _from_mapping(typ, value, full)  # type: ignore[arg-type]
+        else:
+            kwargs[key] = tuple(value) if isinstance(value, list) else value
+    try:
+        return cls(**kwargs)
+    except ConfigError:
+        raise
+    except TypeError as exc:  # pragma: no cover - defensive
+        raise ConfigError(f'{prefix}: {exc}') from exc
+
+
+def from_dict(data: Mapping[str, Any]) -> L2LConfig:
+    """Build a validated :class:`L2LConfig` from a nested mapping (the ``ros__parameters`` part).
+
+    Raises:
+        ConfigError: unknown key, wrong type (an int for a float field included) or bound violated.
+    """
+    return _from_mapping(L2LConfig, data, '')
+
+
+def _deep_merge(base: dict[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for k, v in over.items():
+        if isinstance(v, Mapping) and isinstance(out.get(k), Mapping):
+            out[k] = _deep_merge(dict(out[k]), v)
+        else:
+            out[k] = v
+    return out
+
+
+def _ros_parameters(path: Path) -> dict[str, Any]:
+    with open(path, encoding='utf-8') as fh:
+        doc = yaml.safe_load(fh) or {}
+    if not isinstance(doc, Mapping):
+        raise ConfigError(f'{path}: expected a mapping at the top level')
+    merged: dict[str, Any] = {}
+    for node_key, body in doc.items():
+        if not isinstance(body, Mapping) or ROS_PARAMS not in body:
+            raise ConfigError(f'{path}: entry {node_key!r} has no {ROS_PARAMS!r} mapping')
+        if node_key != ROS_WILDCARD:
+            continue  # node-specific sections are for ROS alone
+        merged = _deep_merge(merged, body[ROS_PARAMS] or {})
+    return merged
+
+
+def load(*paths: str | Path, overrides: Mapping[str, Any] | None = None) -> L2LConfig:
+    """Load ROS parameter files (``/**: ros__parameters:``) into a validated :class:`L2LConfig`.
+
+    Args:
+        paths: parameter files, applied in order (later ones override); none = the default file.
+        overrides: nested mapping applied last (e.g. from the command line).
+
+    Raises:
+        ConfigError: unknown key, wrong type, bound violated, or malformed file.
+        FileNotFoundError: a path does not exist.
+    """
+    files = [Path(p) for p in paths] or [default_config_path()]
+    merged: dict[str, Any] = {}
+    for p in files:
+        if not p.is_file():
+            raise FileNotFoundError(f'configuration file not found: {p}')
+        merged = _deep_merge(merged, _ros_parameters(p))
+    if overrides:
+        merged = _deep_merge(merged, overrides)
+    return from_dict(merged)
+
+
+def to_dict(cfg: Any) -> dict[str, Any]:
+    """Return a config dataclass as a nested dict of plain values (tuples become lists)."""
+    out: dict[str, Any] = {}
+    for f in dataclasses.fields(cfg):
+        v = getattr(cfg, f.name)
+        if dataclasses.is_dataclass(v):
+            out[f.name] = to_dict(v)
+        elif isinstance(v, tuple):
+            out[f.name] = list(v)
+        else:
+            out[f.name] = v
+    return out
+
+
+def config_hash(cfg: Any) -> str:
+    """Return a stable SHA-256 (hex, 16 chars) of a config dataclass's values."""
+    blob = json.dumps(to_dict(cfg), sort_keys=True, separators=(',', ':')).encode()
+    return hashlib.sha256(blob).hexdigest()[:16]

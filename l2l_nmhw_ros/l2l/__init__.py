@@ -1,0 +1,1 @@
+"""Learning-to-learn (ROS-free): task families, inner loop, meta-training, checkpoints."""

@@ -1,0 +1,1 @@
+"""PCM in-memory-computing emulator (ROS-free): device statistics, crossbar, updates, state."""

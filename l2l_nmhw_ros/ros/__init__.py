@@ -1,0 +1,1 @@
+"""ROS 2 adapters: the only subpackage that imports rclpy (nodes, conversions, QoS, launcher)."""

@@ -1,0 +1,87 @@
+"""Test-session set-up shared by every layer.
+
+- Every session gets its own ROS_DOMAIN_ID, loopback-only DDS discovery and a temporary
+  ROS_LOG_DIR, set before anything can import rclpy (so no DDS traffic leaves the machine).
+- Layers whose dependency is missing are skipped with a printed reason, never silently passed:
+  ``ros``/``e2e`` need rclpy, ``reference`` needs brian2 or ../shared/data (per test).
+- ``slow`` tests run only with ``--run-slow`` (``make test-all``).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import random
+import tempfile
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+SHARED_DATA = REPO.parent / 'shared' / 'data'
+
+# ---- DDS isolation: must happen at import time, before any test module imports rclpy ----------
+os.environ['ROS_AUTOMATIC_DISCOVERY_RANGE'] = 'LOCALHOST'
+os.environ.pop('ROS_LOCALHOST_ONLY', None)
+os.environ.setdefault('RMW_IMPLEMENTATION', 'rmw_fastrtps_cpp')
+if 'L2L_TEST_DOMAIN_FIXED' not in os.environ:
+    # a private domain per session (101..200; the Makefile's own choice is replaced too, so two
+    # concurrent sessions rarely share one)
+    os.environ['ROS_DOMAIN_ID'] = str(101 + random.SystemRandom().randrange(100))
+    os.environ['L2L_TEST_DOMAIN_FIXED'] = '1'
+os.environ['ROS_LOG_DIR'] = tempfile.mkdtemp(prefix='l2l_nmhw_test_roslog_')
+os.environ.setdefault('AMENT_PREFIX_PATH', os.environ.get('VIRTUAL_ENV', ''))
+
+
+def _have(module: str) -> bool:
+    try:
+        return importlib.util.find_spec(module) is not None
+    except (ImportError, ValueError):
+        return False
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption('--run-slow', action='store_true', default=False,
+                     help='also run tests marked slow')
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    have_rclpy = _have('rclpy')
+    have_brian2 = _have('brian2')
+    run_slow = config.getoption('--run-slow')
+    for item in items:
+        path = Path(str(item.fspath))
+        layer = path.parent.name
+        if layer in ('unit', 'reference', 'ros', 'e2e') and layer not in item.keywords:
+            item.add_marker(getattr(pytest.mark, layer))
+        if ('ros' in item.keywords or 'e2e' in item.keywords) and not have_rclpy:
+            item.add_marker(pytest.mark.skip(reason='layer ros/e2e: rclpy is not installed'))
+        if 'brian2' in item.keywords and not have_brian2:
+            item.add_marker(pytest.mark.skip(reason='brian2 is not installed'))
+        if 'slow' in item.keywords and not run_slow:
+            item.add_marker(pytest.mark.skip(reason='slow: run with --run-slow (make test-all)'))
+
+
+def pytest_report_header(config: pytest.Config) -> list[str]:
+    return [
+        f"DDS: ROS_DOMAIN_ID={os.environ['ROS_DOMAIN_ID']} "
+        f"ROS_AUTOMATIC_DISCOVERY_RANGE={os.environ['ROS_AUTOMATIC_DISCOVERY_RANGE']} "
+        f"ROS_LOG_DIR={os.environ['ROS_LOG_DIR']}",
+        f"layers: rclpy={'yes' if _have('rclpy') else 'MISSING (ros/e2e skipped)'} "
+        f"brian2={'yes' if _have('brian2') else 'MISSING'} "
+        f"shared data={'yes' if SHARED_DATA.is_dir() else 'MISSING (data tests skipped)'}",
+    ]
+
+
+@pytest.fixture
+def shared_data() -> Path:
+    """Return ../shared/data, or skip the test with a reason when it is absent."""
+    if not SHARED_DATA.is_dir():
+        pytest.skip(f'reference data not found at {SHARED_DATA} (a fresh clone has no ../shared)')
+    return SHARED_DATA
+
+
+@pytest.fixture
+def repo_root() -> Path:
+    """Return the repository root."""
+    return REPO
