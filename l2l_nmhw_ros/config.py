@@ -276,8 +276,8 @@ class MetaConfig(_Section):
 class ArmConfig(_Section):
     """Arm drivers (``arm`` section): names, limits and safety."""
 
-    joints: tuple[str, ...] = param(['base_joint', 'shoulder_joint', 'elbow_joint',
-                                     'wrist_pitch_joint'], '',
+    joints: tuple[str, ...] = param(['base_joint', 'shoulder', 'elbow',
+                                     'pitch'], '',
                                     'Commanded joints, in command order')
     cmd_timeout: float = param(0.5, 's', 'Stale-command watchdog: hold the measured position '
                                'when no command arrived for this long', lo=1e-3)
