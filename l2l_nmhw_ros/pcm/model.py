@@ -189,8 +189,9 @@ class PCMModel:
         """Program meta-learned weights into PCM for the first time and return ``w_eff``.
 
         - ``paper_code``: w_eff = clip(clip(w) + U(−a, a) + [clip(w·32^−ν) − w]) with a =
-          ``deploy_jitter`` (0.01; on when ``prog_noise``), ν per weight (on when ``drift``), no
-          programming noise (paper code ``PCMNoise.init_weights``).
+          ``deploy_jitter`` (0.01; on when ``prog_noise``; not on exact zeros, which are unused
+          devices), ν per weight (on when ``drift``), no programming noise (paper code
+          ``PCMNoise.init_weights``).
         - ``physical``: every device of the active polarity programmed with its own noise and ν,
           read back at t_inference after programming (see module docstring).
         - ``ideal``: identity.
@@ -221,7 +222,8 @@ class PCMModel:
                 if self._on('prog_noise') and cfg.deploy_jitter > 0:
                     u = torch.rand(wd.shape, generator=generator, dtype=wd.dtype,
                                    device=wd.device)
-                    jitter = (2.0 * u - 1.0) * cfg.deploy_jitter
+                    # unused devices (w = 0: padding, the w_rec diagonal) stay RESET
+                    jitter = (2.0 * u - 1.0) * cfg.deploy_jitter * (wd != 0)
                 value = torch.clamp(torch.clamp(wd, -cfg.w_max, cfg.w_max) + jitter
                                     + self._paper_drift_delta(wd, None, generator),
                                     -cfg.w_max, cfg.w_max)
