@@ -143,6 +143,10 @@ class PCMConfig(_Section):
                       lo=1e-9)
     drift_t_ratio: float = param(32.0, '1', 'paper_code preset: fixed drift time ratio t/t0',
                                  lo=1.0)
+    t_inference: float = param(620.0, 's', 'physical preset, functional model (PCMModel, no '
+                               'clock): time since programming at which drift and read noise are '
+                               'evaluated; 620 s gives (t + t0)/t0 = 32 as in the paper code',
+                               lo=0.0)
     nu_mean_coeffs: tuple[float, ...] = param(
         [-0.0155, 0.0244], '1', 'mu_nu = clip(a ln g_hat + b, lo, hi)')
     nu_mean_bounds: tuple[float, ...] = param([0.049, 0.1], '1', 'clip bounds of mu_nu')
