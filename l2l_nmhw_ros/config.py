@@ -218,6 +218,8 @@ class LSGConfig(_Section):
                                 lo=1, hi=31, read_only=True)
     rate_target: float = param(10.0, 'Hz', 'Firing-rate regulariser target', lo=0.0)
     rate_reg: float = param(0.25, '1', 'Firing-rate regulariser weight', lo=0.0)
+    w_out_init_gain: float = param(1.0, '1', 'Gain on the Glorot-uniform initial readout '
+                                   '(paper code: 1)', lo=0.0)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -274,6 +276,19 @@ class MetaConfig(_Section):
     loss_xyz_weight: float = param(0.5, '1', 'Weight of MSE(xyz) in the loss', lo=0.0)
     pcm_in_loop: bool = param(True, '', 'PCM noise model in the meta-training loop')
     quantize_in_loop: bool = param(True, '', 'Delta W quantisation in the meta-training loop')
+    families: tuple[str, ...] = param(['brownian'], '', 'Task families drawn during '
+                                      'meta-training (batch split evenly; paper: brownian)')
+    grad_clip: float = param(0.0, '1', 'Clip the meta-gradient global norm (0 = off; paper: off)',
+                             lo=0.0)
+    checkpoint_every: int = param(500, 'iterations', 'Checkpoint period', lo=1)
+    validation_tasks: int = param(90, 'tasks', 'Tasks per validation batch', lo=1)
+
+    def _validate(self) -> None:
+        for fam in self.families:
+            if fam not in ('reach', 'brownian', 'reference'):
+                raise ConfigError(f'meta.families: unknown family {fam!r}')
+        if not self.families:
+            raise ConfigError('meta.families: at least one family')
 
 
 @dataclasses.dataclass(frozen=True)
