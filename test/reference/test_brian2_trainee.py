@@ -49,3 +49,47 @@ def test_brian2_reference_on_a_hand_computed_two_neuron_case():
     z = np.zeros_like(res.z)
     z[res.spike_steps, res.spike_neurons] = 1.0
     np.testing.assert_array_equal(z, res.z)
+
+
+def test_refractory_test_constant_is_the_trainee_one():
+    from l2l_nmhw_ros.snn.brian2_reference import REFRACTORY_TEST
+    from l2l_nmhw_ros.snn.neurons import REFRACTORY_EPS
+
+    assert REFRACTORY_TEST == REFRACTORY_EPS
+
+
+def test_brian2_and_run_trial_agree_spike_for_spike_on_the_published_weights(shared_data):
+    import torch
+
+    from l2l_nmhw_ros.config import L2LConfig
+    from l2l_nmhw_ros.l2l import published
+    from l2l_nmhw_ros.snn.brian2_reference import run_trainee_brian2
+    from l2l_nmhw_ros.snn.encoding import clock_input
+    from l2l_nmhw_ros.snn.trainee import run_trial
+
+    cfg = L2LConfig()
+    ckpt = published.read_published(
+        shared_data / 'rlimc_checkpoints' / 'robot_pretrained_weights.pickle')
+    w = {k: v.astype(np.float64) for k, v in published.convert_robot(ckpt, cfg).items()}
+    # PCM noise off: the imported weights as they are (float64 in both simulators)
+    x = clock_input(cfg.task, 1, n_in=cfg.trainee.n_in, dtype=torch.float64)  # (249, 1, 5)
+    ours = run_trial(torch.from_numpy(w['trainee.w_in']), torch.from_numpy(w['trainee.w_rec']),
+                     torch.from_numpy(w['trainee.w_out']), x, cfg.trainee, dt=cfg.task.dt)
+    ref = run_trainee_brian2(w['trainee.w_in'], w['trainee.w_rec'], w['trainee.w_out'],
+                             x[:, 0].numpy(), cfg.trainee, dt=cfg.task.dt)
+    z = ours.z[:, 0].numpy()
+    assert z.shape == ref.z.shape == (cfg.task.n_steps, cfg.trainee.n_rec)
+    # a whole trial, every spike of every neuron at the same step
+    np.testing.assert_array_equal(z, ref.z)
+    steps, neurons = np.nonzero(z)
+    ours_spikes = sorted(zip(steps.tolist(), neurons.tolist(), strict=True))
+    assert ours_spikes == sorted(zip(ref.spike_steps.tolist(), ref.spike_neurons.tolist(),
+                                     strict=True))
+    # the trial is far from trivial: golden spike count (~20 Hz, the regulariser's target)
+    assert int(z.sum()) == 1277
+    # membrane potentials and readouts: same map, only the float summation order differs
+    # (matmul vs brian2's synaptic accumulation), so agreement to ~1e-15 relative
+    np.testing.assert_allclose(ours.v[:, 0].numpy(), ref.v, rtol=0, atol=1e-12)
+    np.testing.assert_allclose(ours.y[:, 0].numpy(), ref.y, rtol=0, atol=1e-12)
+    # no spike decision was a float-rounding coin toss: every v stays >= 1e-6 from threshold
+    assert np.abs(ref.v - cfg.trainee.v_th).min() > 1e-6
