@@ -18,6 +18,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     'config': ('l2l_nmhw_ros.config_cli', 'print the effective configuration (after overrides)'),
     'pcm': ('l2l_nmhw_ros.pcm.cli', 'PCM emulator tools: characterize the device model'),
     'train': ('l2l_nmhw_ros.l2l.train_cli', 'meta-train the trainee and the LSG (L2L outer loop)'),
+    'import-checkpoint': ('l2l_nmhw_ros.l2l.published_cli', 'import the published pickles'),
 }
 
 

@@ -688,6 +688,7 @@ def import_checkpoint(src: str | Path, dst: str | Path,
         'model': ROBOT_MODEL if kind == ROBOT_MODEL else OMNIGLOT_MODEL,
         'source': _source_metadata(ckpt, kind),
         'import_format': IMPORT_FORMAT,
+        'shapes': {k: list(v.shape) for k, v in weights.items()},
         'statistics': {k: weight_statistics(v) for k, v in weights.items()},
         'metrics': {},
     }

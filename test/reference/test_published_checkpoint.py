@@ -136,3 +136,41 @@ def test_omniglot_shapes_and_conversion(omniglot):
 def test_robot_file_is_not_an_omniglot_file(robot):
     with pytest.raises(CheckpointError, match='not the Omniglot'):
         P.convert_omniglot(robot)
+
+
+def test_import_checkpoint_writes_a_loadable_project_checkpoint(robot, tmp_path):
+    from l2l_nmhw_ros.cli import main
+    from l2l_nmhw_ros.l2l import checkpoint
+
+    out = tmp_path / 'robot'
+    assert main(['import-checkpoint', robot.source_path, '-o', str(out)]) == 0
+    weights, meta = checkpoint.load(out)
+    np.testing.assert_array_equal(weights['trainee.w_rec'],
+                                  robot.variables['W_rec_trainee'].value.T)
+    assert weights['lsg.w_in'].shape == (800, 53)
+    src = meta['source']
+    assert src['sha256'] == robot.sha256
+    assert src['license'] == 'Apache-2.0'
+    assert src['repository'] == 'https://github.com/IGITUGraz/RapidLearningInMemoryComputing'
+    assert src['known_file'] is True
+    assert src['tensorflow_names']['W_out_lsg'] == 'output_weights_lsg'
+    assert meta['model'] == 'robot'
+    assert len(meta['config_hash']) == 16
+    assert meta['statistics']['trainee.w_in']['frac_abs_gt_1'] == pytest.approx(0.108)
+
+
+def test_import_omniglot_round_trip(omniglot, tmp_path):
+    out = tmp_path / 'omni'
+    folder, meta = P.import_checkpoint(omniglot.source_path, out)
+    weights, meta2 = P.load_omniglot(folder)
+    assert meta2['source']['sha256'] == omniglot.sha256
+    assert meta2['source']['path_in_repository'].startswith('few_shot_image_classification/')
+    assert meta2['model'] == 'omniglot_cnn'
+    np.testing.assert_array_equal(weights['omniglot.kernel5'],
+                                  omniglot.variables['kernel5'].value.T)
+    assert weights['omniglot.kernel1'].shape == (56, 1, 3, 3)
+    # the robot loader refuses it (other keys), the Omniglot loader refuses a robot folder
+    from l2l_nmhw_ros.l2l import checkpoint
+
+    with pytest.raises(CheckpointError, match='missing'):
+        checkpoint.load(folder)
