@@ -27,6 +27,7 @@ import ast
 import dataclasses
 import os
 import shlex
+import sys
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -120,24 +121,30 @@ class LaunchDescription:
 
 
 def find_package_share(pkg: str) -> Path:
-    """Return the share directory of ``pkg`` (ament index, or this source tree for our package).
+    """Return the share directory of ``pkg``.
+
+    Looks in the ament index (``AMENT_PREFIX_PATH``), then in this interpreter's prefix
+    (``<venv>/share/<pkg>``, where the pip wheels of ROS 2 put theirs), then, for this package, in
+    the source tree.
 
     Raises:
         LaunchError: if the package is not found.
     """
     try:
-        from ament_index_python.packages import (PackageNotFoundError,
-                                                 get_package_share_directory)
-        try:
-            return Path(get_package_share_directory(pkg))
-        except PackageNotFoundError:
-            pass
+        from ament_index_python.packages import get_package_share_directory
+        return Path(get_package_share_directory(pkg))
     except ImportError:  # pragma: no cover - ament_index_python ships with rclpy
         pass
+    except (LookupError, OSError, ValueError):  # not indexed, or AMENT_PREFIX_PATH unset
+        pass
+    local = Path(sys.prefix) / 'share' / pkg
+    if (local / 'package.xml').is_file():
+        return local
     if pkg == PACKAGE:
         return Path(__file__).resolve().parents[2]
     raise LaunchError(f'$(find-pkg-share {pkg}): package {pkg!r} not found in the ament index '
-                      f"(AMENT_PREFIX_PATH={os.environ.get('AMENT_PREFIX_PATH', '')!r})")
+                      f"(AMENT_PREFIX_PATH={os.environ.get('AMENT_PREFIX_PATH', '')!r}) nor in "
+                      f'{local.parent}')
 
 
 # ---- substitutions ---------------------------------------------------------------------------
