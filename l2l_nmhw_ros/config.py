@@ -143,6 +143,10 @@ class PCMConfig(_Section):
                       lo=1e-9)
     drift_t_ratio: float = param(32.0, '1', 'paper_code preset: fixed drift time ratio t/t0',
                                  lo=1.0)
+    t_inference: float = param(620.0, 's', 'physical preset, functional model (PCMModel, no '
+                               'clock): time since programming at which drift and read noise are '
+                               'evaluated; 620 s gives (t + t0)/t0 = 32 as in the paper code',
+                               lo=0.0)
     nu_mean_coeffs: tuple[float, ...] = param(
         [-0.0155, 0.0244], '1', 'mu_nu = clip(a ln g_hat + b, lo, hi)')
     nu_mean_bounds: tuple[float, ...] = param([0.049, 0.1], '1', 'clip bounds of mu_nu')
@@ -214,6 +218,8 @@ class LSGConfig(_Section):
                                 lo=1, hi=31, read_only=True)
     rate_target: float = param(10.0, 'Hz', 'Firing-rate regulariser target', lo=0.0)
     rate_reg: float = param(0.25, '1', 'Firing-rate regulariser weight', lo=0.0)
+    w_out_init_gain: float = param(1.0, '1', 'Gain on the Glorot-uniform initial readout '
+                                   '(paper code: 1)', lo=0.0)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -270,6 +276,19 @@ class MetaConfig(_Section):
     loss_xyz_weight: float = param(0.5, '1', 'Weight of MSE(xyz) in the loss', lo=0.0)
     pcm_in_loop: bool = param(True, '', 'PCM noise model in the meta-training loop')
     quantize_in_loop: bool = param(True, '', 'Delta W quantisation in the meta-training loop')
+    families: tuple[str, ...] = param(['brownian'], '', 'Task families drawn during '
+                                      'meta-training (batch split evenly; paper: brownian)')
+    grad_clip: float = param(0.0, '1', 'Clip the meta-gradient global norm (0 = off; paper: off)',
+                             lo=0.0)
+    checkpoint_every: int = param(500, 'iterations', 'Checkpoint period', lo=1)
+    validation_tasks: int = param(90, 'tasks', 'Tasks per validation batch', lo=1)
+
+    def _validate(self) -> None:
+        for fam in self.families:
+            if fam not in ('reach', 'brownian', 'reference'):
+                raise ConfigError(f'meta.families: unknown family {fam!r}')
+        if not self.families:
+            raise ConfigError('meta.families: at least one family')
 
 
 @dataclasses.dataclass(frozen=True)

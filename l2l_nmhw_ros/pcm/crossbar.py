@@ -1,0 +1,547 @@
+"""Stateful PCM crossbar emulator of one weight matrix (:class:`Crossbar`).
+
+Every weight w_ji (n_post × n_pre, weight units) is a differential pair of N = ``n_devices``
+devices per polarity: ``w = w_max · (mean_d G+_d(t) − mean_d G−_d(t)) / g_max``. The target
+conductance of the active polarity is ``g_max · |w| / w_max``, the other polarity is RESET (0 µS).
+Each device keeps its own programmed conductance ``g_prog`` [µS], drift exponent ``nu``,
+programming time ``t_prog`` [s] (emulator clock) and program counter. The matrix is laid out on
+``tile_size × tile_size`` tiles (256 × 256): the state is stored padded to whole tiles, padding
+devices are never programmed (0 µS). An MVM over several tiles is the digital sum of the tiles'
+partial outputs, which is the same as one MVM of the whole padded matrix (the read noise of the
+partial sums is independent and Gaussian, so it adds in variance exactly as the fast path does).
+
+Time modes (``cfg.preset``):
+
+``physical``
+    drift ``g(t) = g_prog · ((t − t_prog + t0) / t0)^(−ν)`` per device on the emulator clock
+    (aihwkit convention: the factor is 1 right after programming, t0 = 20 s); 1/f read noise per
+    device ``σ = g(t) · Q_s(ĝ_prog) · sqrt(ln((t − t_prog + t0 + t_read) / (2 t_read)))``
+    (aihwkit); each device has its own programming noise and ν. ``t < t_prog`` (a clock that
+    went backwards) is read as ``t = t_prog``.
+``paper_code``
+    the paper code's conventions on the device level: fixed drift ratio t/t0 = ``drift_t_ratio``
+    (32) whatever the clock, read noise ``σ = g · Q_s(g in µS) · sqrt(ln((32 + t_read)/t_read))``
+    per device, and programming noise, deployment jitter and ν drawn **once per weight** and shared
+    by its N devices (the code draws them per weight value). Unlike :class:`PCMModel` the crossbar
+    clips targets before programming (a device cannot hold more than g_max), so the code's
+    unclipped-target quirk is not reproduced here, and drift acts on the programmed (noisy)
+    conductance, not on the target.
+``ideal``
+    no noise, no drift: reads give exactly the clipped weights.
+
+Optional global drift compensation (``drift_compensation``): outputs are rescaled by
+α(t) = Σ g_prog / Σ g(t) over all devices, i.e. a reference read of the whole array right after
+programming divided by the same read now (aihwkit's GlobalDriftCompensation reads an all-ones
+input; here the reference is exact and noise-free).
+
+References:
+    Nandakumar et al., ICECS 2019; IBM aihwkit ``PCMLikeNoiseModel``, ``GlobalDriftCompensation``;
+    Ortner et al., Nat. Commun. 16 (2025) and its code ``module/pcm.py``; Joshi et al.,
+    Nat. Commun. 11 (2020) (differential pairs, 2 devices per weight).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import tempfile
+from pathlib import Path
+
+import torch
+
+from l2l_nmhw_ros.config import PCMConfig, from_dict, to_dict
+from l2l_nmhw_ros.errors import CheckpointError, ConfigError, ShapeError
+from l2l_nmhw_ros.pcm import device
+from l2l_nmhw_ros.pcm._checks import broadcast_batch, check_tensor, check_time
+from l2l_nmhw_ros.pcm.model import matmul_rows, quantize_delta
+
+__all__ = ['FORMAT_VERSION', 'STATE_CONFIG_FIELDS', 'Crossbar', 'state_config_hash']
+
+#: Version of the state-file layout written by :meth:`Crossbar.save`.
+FORMAT_VERSION = 1
+#: Config fields that define what the stored device state means; a state file only loads under
+#: a config that agrees on all of them. The others (read noise, compensation, rounding, ...) act on
+#: reads and future updates only and may change between runs.
+STATE_CONFIG_FIELDS = ('preset', 'g_max', 'w_max', 'n_devices', 'tile_size', 'prog_noise',
+                       'prog_noise_coeffs', 'prog_noise_g_max_ref', 'drift', 't0',
+                       'drift_t_ratio', 'nu_mean_coeffs', 'nu_mean_bounds', 'nu_std_coeffs',
+                       'nu_std_bounds')
+_POS, _NEG = 0, 1
+
+
+def state_config_hash(cfg: PCMConfig) -> str:
+    """Return the SHA-256 (16 hex chars) of the :data:`STATE_CONFIG_FIELDS` of ``cfg``."""
+    d = to_dict(cfg)
+    blob = json.dumps({k: d[k] for k in STATE_CONFIG_FIELDS}, sort_keys=True,
+                      separators=(',', ':')).encode()
+    return hashlib.sha256(blob).hexdigest()[:16]
+
+
+def _make_generator(generator_or_seed: torch.Generator | int | None) -> torch.Generator:
+    if isinstance(generator_or_seed, torch.Generator):
+        return generator_or_seed
+    if generator_or_seed is None:
+        return torch.Generator().manual_seed(0)
+    if isinstance(generator_or_seed, bool) or not isinstance(generator_or_seed, int):
+        raise ValueError('generator_or_seed: expected a torch.Generator, an int seed or None, got '
+                         f'{type(generator_or_seed).__name__}')
+    return torch.Generator().manual_seed(generator_or_seed)
+
+
+class Crossbar:
+    """PCM crossbar holding one weight matrix (n_post, n_pre) with per-device state.
+
+    Args:
+        cfg: the ``pcm`` configuration.
+        n_post: rows of the weight matrix (outputs).
+        n_pre: columns of the weight matrix (inputs).
+        generator_or_seed: the crossbar's own CPU random generator, or an int seed
+            (``None``: seed 0). Used whenever a method gets no generator.
+        dtype: dtype of conductances and reads (float32 default; times are always float64).
+
+    Raises:
+        ValueError: bad sizes or generator.
+    """
+
+    def __init__(self, cfg: PCMConfig, n_post: int, n_pre: int,
+                 generator_or_seed: torch.Generator | int | None = None, *,
+                 dtype: torch.dtype = torch.float32) -> None:
+        if not isinstance(cfg, PCMConfig):
+            raise ValueError(f'cfg: expected a PCMConfig, got {type(cfg).__name__}')
+        for name, v in (('n_post', n_post), ('n_pre', n_pre)):
+            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+                raise ValueError(f'{name}: expected a positive int, got {v!r}')
+        if dtype not in (torch.float32, torch.float64):
+            raise ValueError(f'dtype: expected torch.float32 or torch.float64, got {dtype}')
+        self.cfg = cfg
+        self.n_post, self.n_pre = n_post, n_pre
+        self.dtype = dtype
+        self.generator = _make_generator(generator_or_seed)
+        t = cfg.tile_size
+        self.tiles = (math.ceil(n_post / t), math.ceil(n_pre / t))
+        shape = (2, cfg.n_devices, self.tiles[0] * t, self.tiles[1] * t)
+        self._g_prog = torch.zeros(shape, dtype=dtype)
+        self._nu = torch.zeros(shape, dtype=dtype)
+        self._t_prog = torch.zeros(shape, dtype=torch.float64)
+        self._counts = torch.zeros(shape, dtype=torch.int64)
+        self._w_target = torch.zeros(shape[2:], dtype=dtype)
+        self._version = 0
+        self._cache: tuple[tuple[int, float | None], torch.Tensor, torch.Tensor] | None = None
+
+    # ---- accessors ----------------------------------------------------------------------------
+    @property
+    def shape(self) -> tuple[int, int]:
+        """(n_post, n_pre) of the stored weight matrix."""
+        return (self.n_post, self.n_pre)
+
+    def _crop(self, x: torch.Tensor) -> torch.Tensor:
+        return x[..., :self.n_post, :self.n_pre]
+
+    @property
+    def g_plus(self) -> torch.Tensor:
+        """Programmed conductances of the G+ devices [µS], (n_devices, n_post, n_pre) (copy)."""
+        return self._crop(self._g_prog[_POS]).clone()
+
+    @property
+    def g_minus(self) -> torch.Tensor:
+        """Programmed conductances of the G− devices [µS], (n_devices, n_post, n_pre) (copy)."""
+        return self._crop(self._g_prog[_NEG]).clone()
+
+    @property
+    def nu(self) -> torch.Tensor:
+        """Drift exponents [1], (2 polarities (+, −), n_devices, n_post, n_pre) (copy)."""
+        return self._crop(self._nu).clone()
+
+    @property
+    def t_prog(self) -> torch.Tensor:
+        """Programming times [s] on the emulator clock, float64, (2, n_devices, n_post, n_pre)."""
+        return self._crop(self._t_prog).clone()
+
+    @property
+    def program_counts(self) -> torch.Tensor:
+        """How often each device was programmed (SET or RESET), int64,
+        (2 polarities (+, −), n_devices, n_post, n_pre) (copy)."""
+        return self._crop(self._counts).clone()
+
+    @property
+    def w_target(self) -> torch.Tensor:
+        """Last target weights written (the controller's digital copy) [1], (n_post, n_pre)."""
+        return self._crop(self._w_target).clone()
+
+    # ---- device physics -----------------------------------------------------------------------
+    def _dt(self, t: float) -> torch.Tensor:
+        """Time since programming per device [s], ≥ 0, float64."""
+        return torch.clamp(t - self._t_prog, min=0.0)
+
+    def _drift_factors(self, t: float) -> torch.Tensor:
+        cfg = self.cfg
+        if cfg.preset == 'ideal' or not cfg.drift:
+            return torch.ones_like(self._g_prog)
+        if cfg.preset == 'paper_code':
+            ratio: torch.Tensor | float = cfg.drift_t_ratio
+        else:
+            ratio = ((self._dt(t) + cfg.t0) / cfg.t0).to(self.dtype)
+        return device.drift_factor(self._nu, ratio)
+
+    def conductances(self, t: float) -> torch.Tensor:
+        """Return the noise-free conductance of every device at time ``t`` [µS].
+
+        Args:
+            t: emulator time [s].
+
+        Returns:
+            g(t) = g_prog · drift factor, shape (2 (+, −), n_devices, n_post, n_pre).
+
+        Raises:
+            ValueError: ``t`` not a finite number.
+        """
+        t = check_time('t', t)
+        return self._crop(self._g_prog * self._drift_factors(t))
+
+    def _device_read_sd(self, g_t: torch.Tensor, t: float) -> torch.Tensor:
+        """Read-noise SD of every (padded) device [µS] for conductances ``g_t`` at time ``t``."""
+        cfg = self.cfg
+        if cfg.preset == 'ideal' or not cfg.read_noise:
+            return torch.zeros_like(g_t)
+        if cfg.preset == 'paper_code':
+            log_term = device.read_noise_log_term(cfg.read_noise_t, cfg, paper_code=True)
+            return g_t * device.q_s_micro(g_t, cfg) * log_term
+        t_read = cfg.t_read
+        t_since = self._dt(t) + cfg.t0
+        log_term = torch.sqrt(torch.clamp(torch.log((t_since + t_read) / (2.0 * t_read)), min=0.0))
+        return g_t * device.q_s_hat(self._g_prog / cfg.g_max, cfg) * log_term.to(self.dtype)
+
+    def _alpha(self, g_t: torch.Tensor) -> float:
+        cfg = self.cfg
+        if not cfg.drift_compensation or cfg.preset == 'ideal' or not cfg.drift:
+            return 1.0
+        now = float(g_t.sum())
+        return float(self._g_prog.sum()) / now if now > 0 else 1.0
+
+    def _read_state(self, t: float) -> tuple[torch.Tensor, torch.Tensor]:
+        """Return (w_eff, sd) cropped to (n_post, n_pre), cached per (state version, t)."""
+        key = (self._version, None if self.cfg.preset != 'physical' else t)
+        if self._cache is not None and self._cache[0] == key:
+            return self._cache[1], self._cache[2]
+        cfg = self.cfg
+        n = cfg.n_devices
+        if cfg.preset == 'ideal':  # the devices hold the targets exactly: no float round trip
+            w = self._crop(self._w_target).contiguous()
+            self._cache = (key, w, torch.zeros_like(w))
+            return self._cache[1], self._cache[2]
+        g_t = self._g_prog * self._drift_factors(t)
+        alpha = self._alpha(g_t)
+        scale = alpha * cfg.w_max / cfg.g_max
+        w = (g_t[_POS].sum(0) - g_t[_NEG].sum(0)) * (scale / n)
+        sd_dev = self._device_read_sd(g_t, t)
+        sd = torch.sqrt((sd_dev * sd_dev).sum(dim=(0, 1))) * (scale / n)
+        w, sd = self._crop(w).contiguous(), self._crop(sd).contiguous()
+        self._cache = (key, w, sd)
+        return w, sd
+
+    def drift_compensation_factor(self, t: float) -> float:
+        """Return α(t) = Σ g_prog / Σ g(t) applied to the outputs (1 when compensation is off)."""
+        t = check_time('t', t)
+        return self._alpha(self._g_prog * self._drift_factors(t))
+
+    def effective_weights(self, t: float) -> torch.Tensor:
+        """Return the weights a noise-free read at ``t`` gives (drift and compensation included).
+
+        Args:
+            t: emulator time [s].
+
+        Returns:
+            w_eff [1], shape (n_post, n_pre), dtype of the crossbar (a new tensor).
+
+        Raises:
+            ValueError: ``t`` not a finite number.
+        """
+        t = check_time('t', t)
+        return self._read_state(t)[0].clone()
+
+    def read_noise_sd(self, t: float) -> torch.Tensor:
+        """Return the read-noise SD of every weight at ``t`` [1], (n_post, n_pre):
+        sqrt(Σ_devices σ_d²) / N · w_max / g_max (times α with drift compensation)."""
+        t = check_time('t', t)
+        return self._read_state(t)[1].clone()
+
+    def mvm(self, x: torch.Tensor, t: float, generator: torch.Generator | None = None, *,
+            per_device: bool = False) -> torch.Tensor:
+        """Return y = x @ w_eff(t)ᵀ + read noise (one fresh 1/f sample per device and read).
+
+        Fast path: Gaussian output noise with SD sqrt(Σ_i σ_ji² x_i²) (same distribution as the
+        per-device path, see :meth:`PCMModel.mvm`). ``per_device=True`` draws noise on every
+        device of every read (each batch element is one read) and averages the devices.
+
+        Args:
+            x: input [1], shape (..., n_pre), the crossbar's dtype.
+            t: emulator time [s].
+            generator: random generator (``None``: the crossbar's own).
+            per_device: use the slow per-device reference path.
+
+        Returns:
+            y [1], shape (..., n_post). Exactly x @ w_effᵀ with read noise off.
+
+        Raises:
+            ValueError: ``x`` not floating point or not finite, ``t`` not finite.
+            ShapeError: ``x.shape[-1] != n_pre``.
+        """
+        check_tensor('x', x, min_dim=1)
+        t = check_time('t', t)
+        if x.shape[-1] != self.n_pre:
+            raise ShapeError(f'x: expected (..., {self.n_pre}), got {tuple(x.shape)}')
+        gen = generator if generator is not None else self.generator
+        w, sd = self._read_state(t)
+        x = x.to(self.dtype)
+        y = x @ w.T
+        if self.cfg.preset == 'ideal' or not self.cfg.read_noise:
+            return y
+        if per_device:
+            return y + self._per_device_noise(x, t, gen)
+        var = (x * x) @ (sd * sd).T
+        xi = torch.randn(var.shape, generator=gen, dtype=var.dtype)
+        return y + torch.sqrt(torch.clamp(var, min=0.0)) * xi
+
+    def _per_device_noise(self, x: torch.Tensor, t: float,
+                          gen: torch.Generator) -> torch.Tensor:
+        cfg = self.cfg
+        g_t = self._g_prog * self._drift_factors(t)
+        alpha = self._alpha(g_t)
+        sd_dev = self._crop(self._device_read_sd(g_t, t))
+        batch = x.shape[:-1]
+        xi = torch.randn(batch + sd_dev.shape, generator=gen, dtype=self.dtype)
+        noise_g = sd_dev * xi  # (..., 2, N, n_post, n_pre)
+        dw = (noise_g[..., _POS, :, :, :].sum(-3) - noise_g[..., _NEG, :, :, :].sum(-3)) * (
+            alpha * cfg.w_max / cfg.g_max / cfg.n_devices)
+        broadcast_batch('x', batch, 'noise', dw.shape[:-2])
+        return matmul_rows(x, dw)
+
+    # ---- programming --------------------------------------------------------------------------
+    def _program(self, sel: torch.Tensor, w_new: torch.Tensor, t: float, *,
+                 deploy: bool) -> int:
+        """Program the weights selected by ``sel`` (padded (P, Q) bool) to targets ``w_new``
+        (padded, clipped). Returns the number of devices written."""
+        cfg = self.cfg
+        gen = self.generator
+        shape = self._g_prog.shape
+        dtype = self.dtype
+        if deploy and cfg.preset == 'paper_code' and cfg.prog_noise and cfg.deploy_jitter > 0:
+            u = torch.rand(w_new.shape, generator=gen, dtype=dtype) * 2.0 - 1.0
+            w_new = torch.clamp(w_new + u * cfg.deploy_jitter * (w_new != 0), -cfg.w_max,
+                                cfg.w_max)
+        s_old = torch.sign(self._w_target)
+        s_new = torch.sign(w_new)
+        g_hat = (w_new.abs() / cfg.w_max).expand(shape)
+        g = g_hat * cfg.g_max
+        noisy = cfg.preset != 'ideal' and cfg.prog_noise and not (
+            deploy and cfg.preset == 'paper_code')
+        if noisy:
+            if cfg.preset == 'paper_code':  # one draw per weight, shared by its devices
+                xi = torch.randn(shape[2:], generator=gen, dtype=dtype).expand(shape)
+            else:
+                xi = torch.randn(shape, generator=gen, dtype=dtype)
+            g = torch.clamp(g + device.sigma_prog(g_hat, cfg) * xi, 0.0, cfg.g_max)
+        if cfg.preset != 'ideal' and cfg.drift:
+            if cfg.preset == 'paper_code':
+                nu = device.sample_nu(g_hat[0, 0], cfg, gen).expand(shape)
+            else:
+                nu = device.sample_nu(g_hat, cfg, gen)
+        else:
+            nu = torch.zeros(shape, dtype=dtype)
+        sign = torch.tensor([1.0, -1.0], dtype=dtype).view(2, 1, 1, 1)
+        prog = sel & (s_new == sign)  # (2, 1, P, Q): devices SET to a new target
+        reset = sel & (s_old == sign) & (s_new != sign)  # devices RESET to 0 µS
+        write = (prog | reset).expand(shape)
+        prog = prog.expand(shape)
+        self._g_prog = torch.where(prog, g, torch.where(write, 0.0, self._g_prog))
+        self._nu = torch.where(prog, nu, torch.where(write, 0.0, self._nu))
+        self._t_prog = torch.where(write, t, self._t_prog)
+        self._counts = self._counts + write.long()
+        self._w_target = torch.where(sel, w_new, self._w_target)
+        self._version += 1
+        return int(write.sum())
+
+    def _pad(self, w: torch.Tensor) -> torch.Tensor:
+        out = torch.zeros(self._w_target.shape, dtype=self.dtype)
+        out[:self.n_post, :self.n_pre] = w.to(self.dtype)
+        return out
+
+    def _check_matrix(self, name: str, w: torch.Tensor) -> None:
+        check_tensor(name, w, min_dim=2)
+        if tuple(w.shape) != self.shape:
+            raise ShapeError(f'{name}: expected shape {self.shape}, got {tuple(w.shape)}')
+
+    def program(self, w: torch.Tensor, t: float) -> int:
+        """Program every weight to ``clip(w, ±w_max)`` at time ``t`` (initial deployment).
+
+        ``paper_code``: jitter U(−a, a) per weight instead of programming noise (as the code's
+        ``init_weights``; not on exact zeros); ``physical``: programming noise per device.
+        Weights that are exactly 0 (padding of a packed matrix, the w_rec diagonal) leave their
+        devices RESET at 0 µS.
+
+        Args:
+            w: weights [1], shape (n_post, n_pre).
+            t: emulator time [s]; becomes ``t_prog`` of every written device.
+
+        Returns:
+            Number of devices written (SET to a non-zero target, or RESET from a non-zero one).
+
+        Raises:
+            ValueError: ``w`` not floating point or not finite, ``t`` not finite.
+            ShapeError: ``w`` not (n_post, n_pre).
+        """
+        self._check_matrix('w', w)
+        t = check_time('t', t)
+        with torch.no_grad():
+            w_new = torch.clamp(self._pad(w.detach()), -self.cfg.w_max, self.cfg.w_max)
+            sel = torch.zeros_like(w_new, dtype=torch.bool)
+            sel[:self.n_post, :self.n_pre] = True
+            return self._program(sel, w_new, t, deploy=True)
+
+    def update(self, delta_w: torch.Tensor, t: float, generator: torch.Generator | None = None
+               ) -> int:
+        """Apply one on-chip update at time ``t``; return the number of devices programmed.
+
+        ΔW is rounded to ``delta_w_step`` (deterministic or stochastic per
+        ``stochastic_rounding``); for every weight with ΔW_q ≠ 0 the new target is
+        clip(w_read(t) + ΔW_q, ±w_max), where w_read is the noise-free read without drift
+        compensation (program-and-verify starts from what the device holds now). Only those
+        weights' devices are written: the active polarity SET afresh (new programming noise,
+        new ν, t_prog = t), the other polarity RESET when the sign flips or the weight becomes 0.
+
+        Args:
+            delta_w: update [1], shape (n_post, n_pre).
+            t: emulator time [s].
+            generator: random generator for stochastic rounding (``None``: the crossbar's own).
+
+        Returns:
+            Number of devices written (N per changed weight, 2N for a sign flip).
+
+        Raises:
+            ValueError: ``delta_w`` not floating point or not finite, ``t`` not finite.
+            ShapeError: ``delta_w`` not (n_post, n_pre).
+        """
+        self._check_matrix('delta_w', delta_w)
+        t = check_time('t', t)
+        cfg = self.cfg
+        with torch.no_grad():
+            dq = quantize_delta(self._pad(delta_w.detach()), cfg.delta_w_step,
+                                stochastic=cfg.stochastic_rounding,
+                                generator=generator if generator is not None else self.generator)
+            sel = dq != 0
+            if not bool(sel.any()):
+                return 0
+            if cfg.preset == 'ideal':
+                w_read = self._w_target
+            else:
+                g_t = self._g_prog * self._drift_factors(t)
+                w_read = (g_t[_POS].sum(0) - g_t[_NEG].sum(0)) * (cfg.w_max / cfg.g_max
+                                                                    / cfg.n_devices)
+            w_new = torch.clamp(w_read + dq, -cfg.w_max, cfg.w_max)
+            return self._program(sel, w_new, t, deploy=False)
+
+    # ---- persistence --------------------------------------------------------------------------
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        """Return copies of the whole state (padded tensors, generator state)."""
+        return {'g_prog': self._g_prog.clone(), 'nu': self._nu.clone(),
+                't_prog': self._t_prog.clone(), 'program_counts': self._counts.clone(),
+                'w_target': self._w_target.clone(),
+                'generator_state': self.generator.get_state().clone()}
+
+    def save(self, path: str | Path) -> None:
+        """Write the whole device state to ``path`` atomically (safetensors + JSON metadata).
+
+        The file holds g_prog, nu, t_prog, program counts, the target copy, the generator state
+        and metadata: format version, :func:`state_config_hash`, the pcm config, shape, dtype.
+        It is written to a temporary file in the same folder, flushed to disk and renamed, so a
+        crash leaves either the old or the new file.
+        """
+        from safetensors.torch import save_file
+
+        path = Path(path)
+        meta = {'format': 'l2l_nmhw_ros.pcm.crossbar', 'format_version': str(FORMAT_VERSION),
+                'state_config_hash': state_config_hash(self.cfg),
+                'pcm_config': json.dumps(to_dict(self.cfg), sort_keys=True),
+                'n_post': str(self.n_post), 'n_pre': str(self.n_pre),
+                'dtype': str(self.dtype).removeprefix('torch.')}
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f'.{path.name}.', suffix='.tmp', dir=path.parent)
+        os.close(fd)
+        try:
+            save_file(self.state_dict(), tmp, metadata=meta)
+            with open(tmp, 'rb') as fh:
+                os.fsync(fh.fileno())
+            os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+
+    @classmethod
+    def load(cls, path: str | Path, cfg: PCMConfig, *, n_post: int | None = None,
+             n_pre: int | None = None, generator: torch.Generator | None = None) -> Crossbar:
+        """Restore a crossbar saved by :meth:`save`; drift continues on the same clock.
+
+        Args:
+            path: state file.
+            cfg: the current ``pcm`` config; must agree with the file on
+                :data:`STATE_CONFIG_FIELDS`.
+            n_post, n_pre: expected shape (checked when given).
+            generator: generator to use from now on (``None``: a new one restored to the saved
+                generator state, so the noise sequence continues as if never stopped).
+
+        Raises:
+            FileNotFoundError: no such file.
+            CheckpointError: not a crossbar state file, another format version, a config that
+                disagrees (the differing fields are named), or another shape.
+        """
+        from safetensors import SafetensorError
+        from safetensors.torch import load_file
+
+        path = Path(path)
+        if not path.is_file():
+            raise FileNotFoundError(f'crossbar state file not found: {path}')
+        try:
+            from safetensors import safe_open
+
+            with safe_open(str(path), framework='pt') as fh:
+                meta = fh.metadata() or {}
+            tensors = load_file(str(path))
+        except (SafetensorError, OSError, ValueError) as exc:
+            raise CheckpointError(f'{path}: not a readable crossbar state file ({exc})') from exc
+        if meta.get('format') != 'l2l_nmhw_ros.pcm.crossbar':
+            raise CheckpointError(f'{path}: not a crossbar state file')
+        if meta.get('format_version') != str(FORMAT_VERSION):
+            raise CheckpointError(f'{path}: format version {meta.get("format_version")}, this '
+                                  f'version reads {FORMAT_VERSION}')
+        if meta.get('state_config_hash') != state_config_hash(cfg):
+            try:
+                saved = to_dict(from_dict({'pcm': json.loads(meta.get('pcm_config', '{}'))}).pcm)
+            except (ConfigError, ValueError):
+                saved = {}
+            now = to_dict(cfg)
+            diff = [f'{k}: file {saved.get(k)!r} vs now {now[k]!r}' for k in STATE_CONFIG_FIELDS
+                    if saved.get(k) != now[k]]
+            raise CheckpointError(f'{path}: saved under another pcm config ('
+                                  + ('; '.join(diff) or 'hash mismatch') + ')')
+        fp, fq = int(meta['n_post']), int(meta['n_pre'])
+        for name, want, got in (('n_post', n_post, fp), ('n_pre', n_pre, fq)):
+            if want is not None and want != got:
+                raise CheckpointError(f'{path}: crossbar of shape ({fp}, {fq}), expected '
+                                      f'{name} = {want}')
+        dtype = torch.float64 if meta.get('dtype') == 'float64' else torch.float32
+        xb = cls(cfg, fp, fq, generator, dtype=dtype)
+        expected = {'g_prog': xb._g_prog, 'nu': xb._nu, 't_prog': xb._t_prog,
+                    'program_counts': xb._counts, 'w_target': xb._w_target}
+        for key, ref in expected.items():
+            got_t = tensors.get(key)
+            if got_t is None or got_t.shape != ref.shape or got_t.dtype != ref.dtype:
+                raise CheckpointError(f'{path}: tensor {key!r} missing or of another shape/dtype')
+        xb._g_prog, xb._nu = tensors['g_prog'], tensors['nu']
+        xb._t_prog, xb._counts = tensors['t_prog'], tensors['program_counts']
+        xb._w_target = tensors['w_target']
+        if generator is None and 'generator_state' in tensors:
+            xb.generator.set_state(tensors['generator_state'])
+        xb._version += 1
+        return xb

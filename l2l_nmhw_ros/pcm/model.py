@@ -1,0 +1,409 @@
+"""Differentiable functional PCM model for meta-training and trials (:class:`PCMModel`).
+
+The model works on *effective weights* ``w_eff`` in weight units (what the crossbar would read,
+without read noise) and has no clock: time enters through the preset.
+
+Weight ↔ conductance mapping: a weight w ∈ [−w_max, w_max] is stored on a differential pair,
+``g = g_max · |w| / w_max`` on the N = ``n_devices`` devices of the G+ side (w > 0) or of the G−
+side (w < 0); the other side is RESET (0 µS); a read averages the N devices of each side:
+``w = w_max · (mean(G+) − mean(G−)) / g_max``. Devices whose target is 0 µS are RESET and carry no
+noise (as in the paper code, which adds noise only to the active polarity).
+
+Presets (``cfg.preset``):
+
+``paper_code``
+    Reproduces ``online_learning_robot/module/pcm.py::PCMNoise`` of Ortner et al. 2025:
+    programming noise and drift are drawn **once per weight** (the code's noise acts on the weight
+    value g = g_max·w, as if N = 1), drift uses the fixed ratio t/t0 = ``drift_t_ratio`` (32) and
+    is applied to the *target* weight (not to the noisy programmed value), deployment adds a jitter
+    U(−a, a) instead of programming noise, and read noise uses Q_s(g) with g in µS,
+    ln((t + t_read)/t_read) at t = ``read_noise_t`` (32) and a factor 1/sqrt(N) (N = 2 devices
+    averaged). The code's noise terms are differences to the *unclipped* target, so a target
+    |w| > w_max loses its excess again (quirk kept on purpose: the published checkpoint has 10.8 %
+    of |W_in| > 1 and was meta-trained with it; see docs/pcm.md).
+``physical``
+    aihwkit's PCMLikeNoiseModel per device: each of the N devices of the active polarity gets its
+    own programming noise and drift exponent ν; drift and read noise are evaluated at
+    ``t_inference`` seconds after programming, i.e. t/t0 = (t_inference + t0)/t0; Q_s(ĝ) with
+    ĝ = g/g_max; ln((t + t_read)/(2 t_read)); the average of N devices divides every independent
+    noise SD by sqrt(N). No jitter, no quirk (targets are clipped first).
+``ideal``
+    The paper code's noise-free ``PCM`` class: deploy is the identity (no clipping), reprogram is
+    w + quantize(ΔW), reads are exact. ΔW quantisation still applies (``delta_w_step``).
+
+Gradients: device noise is sampled under ``no_grad`` and enters straight-through, as do clipping
+and quantisation; each method states its gradient. (The paper code lets the drift factor through
+the gradient, d w_eff/d w = (t/t0)^−ν; this model follows the project contract, d w_eff/d w = 1.)
+
+References:
+    Ortner et al., Nat. Commun. 16 (2025), code ``module/pcm.py``, ``functional/quantize.py``;
+    Nandakumar et al., ICECS 2019; IBM aihwkit ``PCMLikeNoiseModel``.
+"""
+
+from __future__ import annotations
+
+import math
+import weakref
+
+import torch
+
+from l2l_nmhw_ros.config import PCMConfig
+from l2l_nmhw_ros.errors import ShapeError
+from l2l_nmhw_ros.pcm import device
+from l2l_nmhw_ros.pcm._checks import broadcast_batch, check_tensor
+
+__all__ = ['PCMModel', 'quantize_delta']
+
+
+def quantize_delta(delta_w: torch.Tensor, step: float, *, stochastic: bool,
+                   generator: torch.Generator | None = None) -> torch.Tensor:
+    """Round ΔW to the grid ``step`` (no gradient; see :meth:`PCMModel.quantize`).
+
+    Deterministic: ``round(ΔW / step) · step`` (round half to even, as ``tf.math.round`` in the
+    paper code). Stochastic: truncate toward zero to the grid, then add ``sign(ΔW) · step`` with
+    probability equal to the remaining fraction (paper code ``quantize_stochastic``; unbiased).
+    ``step == 0`` returns ΔW unchanged.
+    """
+    with torch.no_grad():
+        if step == 0.0:
+            return delta_w.clone()
+        r = delta_w / step
+        if not stochastic:
+            return torch.round(r) * step
+        r_trunc = torch.trunc(r)
+        frac = (r - r_trunc).abs()
+        u = torch.rand(r.shape, generator=generator, dtype=r.dtype, device=r.device)
+        return (r_trunc + torch.sign(r) * (u < frac).to(r.dtype)) * step
+
+
+def _straight_through(x: torch.Tensor, value: torch.Tensor) -> torch.Tensor:
+    """Return ``value`` in the forward pass with the gradient of ``x`` (d out / d x = 1)."""
+    return x + (value - x).detach()
+
+
+def matmul_rows(x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+    """Return y = x @ wᵀ for x (..., n_pre), w (..., n_post, n_pre); batch dims broadcast."""
+    if w.dim() == 2:
+        return x @ w.transpose(0, 1)
+    return torch.matmul(w, x.unsqueeze(-1)).squeeze(-1)
+
+
+class PCMModel:
+    """Functional PCM model: deploy, quantise, reprogram and read weights (see module docstring).
+
+    Weights have shape (..., n_post, n_pre) in weight units; leading batch dims are allowed and
+    broadcast. float32 by default; float64 works (noise is drawn in the input's dtype and device).
+
+    Args:
+        cfg: the ``pcm`` configuration section.
+
+    Note:
+        :meth:`mvm` caches the read-noise SD of the last ``w_eff`` it saw (same object, unchanged
+        version counter), so a trial that reads one weight tensor at every step pays for it once.
+    """
+
+    def __init__(self, cfg: PCMConfig) -> None:
+        if not isinstance(cfg, PCMConfig):
+            raise ValueError(f'cfg: expected a PCMConfig, got {type(cfg).__name__}')
+        self.cfg = cfg
+        self._sd_cache: tuple[weakref.ref[torch.Tensor], int, torch.Tensor] | None = None
+
+    # ---- switches -----------------------------------------------------------------------------
+    @property
+    def preset(self) -> str:
+        """The preset name: ``paper_code``, ``physical`` or ``ideal``."""
+        return self.cfg.preset
+
+    def _on(self, flag: str) -> bool:
+        return self.cfg.preset != 'ideal' and bool(getattr(self.cfg, flag))
+
+    @property
+    def drift_t_ratio(self) -> float:
+        """t/t0 at which drift is evaluated: ``drift_t_ratio`` (paper_code) or
+        (t_inference + t0)/t0 (physical)."""
+        if self.cfg.preset == 'physical':
+            return (self.cfg.t_inference + self.cfg.t0) / self.cfg.t0
+        return self.cfg.drift_t_ratio
+
+    @property
+    def read_noise_time(self) -> float:
+        """Time t [s] in the 1/f read-noise term: ``read_noise_t`` (paper_code) or
+        t_inference + t0 (physical, aihwkit's t = t_inference + t0)."""
+        if self.cfg.preset == 'physical':
+            return self.cfg.t_inference + self.cfg.t0
+        return self.cfg.read_noise_t
+
+    # ---- device-level programming (no gradient) ----------------------------------------------
+    def _program_physical(self, w_target: torch.Tensor,
+                          generator: torch.Generator | None) -> torch.Tensor:
+        """Program clipped targets on N devices each (noise, ν per device); return the drifted
+        average read back in weight units. No gradient."""
+        cfg = self.cfg
+        n = cfg.n_devices
+        g_hat = w_target.abs() / cfg.w_max
+        g_t = (g_hat * cfg.g_max).unsqueeze(-1).expand(*g_hat.shape, n)
+        g_hat_d = g_hat.unsqueeze(-1).expand_as(g_t)
+        g = g_t
+        if self._on('prog_noise'):
+            xi = torch.randn(g_t.shape, generator=generator, dtype=g_t.dtype, device=g_t.device)
+            g = torch.clamp(g_t + device.sigma_prog(g_hat_d, cfg) * xi, 0.0, cfg.g_max)
+        if self._on('drift'):
+            nu = device.sample_nu(g_hat_d, cfg, generator)
+            g = g * device.drift_factor(nu, self.drift_t_ratio)
+        g = torch.where(g_t > 0, g, torch.zeros_like(g))  # RESET devices stay at 0
+        return torch.sign(w_target) * g.mean(-1) / cfg.g_max * cfg.w_max
+
+    def _paper_prog_delta(self, w: torch.Tensor, mask: torch.Tensor | None,
+                          generator: torch.Generator | None) -> torch.Tensor:
+        """Paper code ``program_noise``: (noisy clipped target on its polarity) − w, one draw per
+        weight, none where w = 0. No gradient."""
+        cfg = self.cfg
+        scale = cfg.g_max / cfg.w_max
+        g_t = w * scale
+        if not self._on('prog_noise'):
+            noise = torch.zeros_like(g_t)
+        else:
+            xi = torch.randn(g_t.shape, generator=generator, dtype=g_t.dtype, device=g_t.device)
+            noise = device.sigma_prog(g_t.abs() / cfg.g_max, cfg) * xi
+            if mask is not None:
+                noise = noise * mask
+        pos = torch.clamp(torch.clamp(g_t, min=0.0) + noise * (g_t > 0), 0.0, cfg.g_max)
+        neg = torch.clamp(torch.clamp(g_t, max=0.0) + noise * (g_t < 0), -cfg.g_max, 0.0)
+        return (pos + neg) / scale - w
+
+    def _paper_drift_delta(self, w: torch.Tensor, mask: torch.Tensor | None,
+                           generator: torch.Generator | None) -> torch.Tensor:
+        """Paper code ``drift_noise``: clip(w · (t/t0)^−ν) − w with one ν per weight drawn at
+        ĝ = |w|/w_max (ν = 0 outside the mask). No gradient."""
+        cfg = self.cfg
+        if not self._on('drift'):
+            return torch.clamp(w, -cfg.w_max, cfg.w_max) - w
+        nu = device.sample_nu(w.abs() / cfg.w_max, cfg, generator)
+        if mask is not None:
+            nu = nu * mask
+        w_drift = w * device.drift_factor(nu, self.drift_t_ratio)
+        return torch.clamp(w_drift, -cfg.w_max, cfg.w_max) - w
+
+    # ---- public API ---------------------------------------------------------------------------
+    def deploy(self, w: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        """Program meta-learned weights into PCM for the first time and return ``w_eff``.
+
+        - ``paper_code``: w_eff = clip(clip(w) + U(−a, a) + [clip(w·32^−ν) − w]) with a =
+          ``deploy_jitter`` (0.01; on when ``prog_noise``; not on exact zeros, which are unused
+          devices), ν per weight (on when ``drift``), no programming noise (paper code
+          ``PCMNoise.init_weights``).
+        - ``physical``: every device of the active polarity programmed with its own noise and ν,
+          read back at t_inference after programming (see module docstring).
+        - ``ideal``: identity.
+
+        Args:
+            w: weights [1], shape (..., n_post, n_pre).
+            generator: random generator (``None``: torch's default generator).
+
+        Returns:
+            w_eff [1], shape of ``w``, within ±w_max except in ``ideal``.
+
+        Gradient: straight-through, d w_eff / d w = 1 (noise, drift and clipping pass).
+
+        Raises:
+            ValueError: ``w`` is not a floating-point tensor or has NaN/inf.
+            ShapeError: ``w`` has fewer than 2 dims.
+        """
+        check_tensor('w', w, min_dim=2)
+        cfg = self.cfg
+        if cfg.preset == 'ideal':
+            return w
+        with torch.no_grad():
+            wd = w.detach()
+            if cfg.preset == 'physical':
+                value = self._program_physical(torch.clamp(wd, -cfg.w_max, cfg.w_max), generator)
+            else:
+                jitter = torch.zeros_like(wd)
+                if self._on('prog_noise') and cfg.deploy_jitter > 0:
+                    u = torch.rand(wd.shape, generator=generator, dtype=wd.dtype,
+                                   device=wd.device)
+                    # unused devices (w = 0: padding, the w_rec diagonal) stay RESET
+                    jitter = (2.0 * u - 1.0) * cfg.deploy_jitter * (wd != 0)
+                value = torch.clamp(torch.clamp(wd, -cfg.w_max, cfg.w_max) + jitter
+                                    + self._paper_drift_delta(wd, None, generator),
+                                    -cfg.w_max, cfg.w_max)
+        return _straight_through(w, value)
+
+    def quantize(self, delta_w: torch.Tensor,
+                 generator: torch.Generator | None = None) -> torch.Tensor:
+        """Round ΔW to the ``delta_w_step`` grid (1/16), deterministically or stochastically
+        (``stochastic_rounding``); see :func:`quantize_delta`.
+
+        Args:
+            delta_w: weight update [1], any shape.
+            generator: random generator for stochastic rounding.
+
+        Returns:
+            ΔW_q [1], shape of ``delta_w``, multiples of ``delta_w_step``.
+
+        Gradient: straight-through, d ΔW_q / d ΔW = 1 (paper code ``quantize_10``).
+
+        Raises:
+            ValueError: ``delta_w`` is not a floating-point tensor or has NaN/inf.
+        """
+        check_tensor('delta_w', delta_w)
+        q = quantize_delta(delta_w.detach(), self.cfg.delta_w_step,
+                           stochastic=self.cfg.stochastic_rounding, generator=generator)
+        return _straight_through(delta_w, q)
+
+    def reprogram(self, w_eff: torch.Tensor, delta_w: torch.Tensor,
+                  generator: torch.Generator | None = None
+                  ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Apply one on-chip update: quantise ΔW, re-program only the weights whose ΔW_q ≠ 0.
+
+        With w = w_eff + ΔW_q and mask = (ΔW_q ≠ 0):
+
+        - ``paper_code``: w_new = clip(clip(w) + prog_noise(w, mask) + drift(w, mask)), noise and
+          ν drawn per weight on the mask only (paper code ``PCMNoise.re_program``/``program``).
+        - ``physical``: masked entries are programmed afresh from clip(w) on N devices each;
+          unmasked entries keep w_eff.
+        - ``ideal``: w_new = w (paper code's noise-free ``PCM.re_program``).
+
+        Args:
+            w_eff: current effective weights [1], shape (..., n_post, n_pre).
+            delta_w: update [1], shape broadcastable with ``w_eff`` (same last two dims).
+            generator: random generator.
+
+        Returns:
+            (w_new, n_programmed): w_new [1] of the broadcast shape; n_programmed int64 of the
+            batch shape (all but the last two dims): the number of **devices** re-programmed, i.e.
+            N (= ``n_devices``) per masked weight whose new target is non-zero, plus N for the
+            other polarity's devices when a non-zero weight changes sign or becomes 0 (RESET).
+
+        Gradient: straight-through w.r.t. ``w_eff`` and ``delta_w`` (d w_new / d w_eff =
+        d w_new / d ΔW = 1).
+
+        Raises:
+            ValueError: non-floating or non-finite input.
+            ShapeError: fewer than 2 dims, different (n_post, n_pre), or batch dims that do not
+                broadcast.
+        """
+        check_tensor('w_eff', w_eff, min_dim=2)
+        check_tensor('delta_w', delta_w, min_dim=2)
+        if w_eff.shape[-2:] != delta_w.shape[-2:]:
+            raise ShapeError(f'delta_w: expected (..., {w_eff.shape[-2]}, {w_eff.shape[-1]}) like '
+                             f'w_eff, got {tuple(delta_w.shape)}')
+        broadcast_batch('w_eff', w_eff.shape[:-2], 'delta_w', delta_w.shape[:-2])
+        cfg = self.cfg
+        dq = self.quantize(delta_w, generator)
+        w_t = w_eff + dq
+        with torch.no_grad():
+            wd = w_t.detach()
+            mask = (dq.detach() != 0).expand_as(wd)
+            maskf = mask.to(wd.dtype)
+            if cfg.preset == 'ideal':
+                value = wd
+            elif cfg.preset == 'physical':
+                target = torch.clamp(wd, -cfg.w_max, cfg.w_max)
+                value = torch.where(mask, self._program_physical(target, generator), wd)
+            else:
+                value = torch.clamp(torch.clamp(wd, -cfg.w_max, cfg.w_max)
+                                    + self._paper_prog_delta(wd, maskf, generator)
+                                    + self._paper_drift_delta(wd, maskf, generator),
+                                    -cfg.w_max, cfg.w_max)
+                # unmasked entries: the code's formula is the identity up to float rounding
+                value = torch.where(mask, value, torch.clamp(wd, -cfg.w_max, cfg.w_max))
+            n_programmed = self._count_programmed(w_eff.detach().expand_as(wd), wd, mask)
+        return _straight_through(w_t, value), n_programmed
+
+    def _count_programmed(self, w_old: torch.Tensor, w_new: torch.Tensor,
+                          mask: torch.Tensor) -> torch.Tensor:
+        s_old = torch.sign(w_old)
+        s_new = torch.sign(torch.clamp(w_new, -self.cfg.w_max, self.cfg.w_max))
+        per_weight = (s_new != 0).long() + ((s_old != 0) & (s_old != s_new)).long()
+        return (per_weight * mask.long()).sum(dim=(-2, -1)) * self.cfg.n_devices
+
+    def read_noise_sd(self, w_eff: torch.Tensor) -> torch.Tensor:
+        """Return the read-noise SD of every weight [1] (weight units), no gradient.
+
+        - ``paper_code``: σ = |g| Q_s(|g| in µS) sqrt(ln((t + t_read)/t_read)) / sqrt(N) with
+          g = g_max·clip(w)/w_max and t = ``read_noise_t`` (paper code ``read_noise``).
+        - ``physical``: σ = |g| Q_s(ĝ) sqrt(ln((t + t_read)/(2 t_read))) / sqrt(N), t =
+          t_inference + t0 (aihwkit, one independent 1/f sample per device, N averaged).
+        - ``ideal`` or ``read_noise`` off: 0.
+
+        Args:
+            w_eff: effective weights [1], shape (..., n_post, n_pre).
+
+        Returns:
+            σ [1], shape of ``w_eff``.
+        """
+        cfg = self.cfg
+        with torch.no_grad():
+            wd = w_eff.detach()
+            if not self._on('read_noise'):
+                return torch.zeros_like(wd)
+            g = torch.clamp(wd.abs(), max=cfg.w_max) * (cfg.g_max / cfg.w_max)
+            paper = cfg.preset == 'paper_code'
+            q_s = device.q_s_micro(g, cfg) if paper else device.q_s_hat(g / cfg.g_max, cfg)
+            log_term = device.read_noise_log_term(self.read_noise_time, cfg, paper_code=paper)
+            sigma_g = g * q_s * (log_term / math.sqrt(cfg.n_devices))
+            return sigma_g * (cfg.w_max / cfg.g_max)
+
+    def _cached_sd(self, w_eff: torch.Tensor) -> torch.Tensor:
+        c = self._sd_cache
+        if c is not None and c[0]() is w_eff and c[1] == w_eff._version:
+            return c[2]
+        sd = self.read_noise_sd(w_eff)
+        self._sd_cache = (weakref.ref(w_eff), w_eff._version, sd)
+        return sd
+
+    def mvm(self, x: torch.Tensor, w_eff: torch.Tensor, generator: torch.Generator | None = None,
+            *, per_device: bool = False) -> torch.Tensor:
+        """Return the analog MVM y = x @ w_effᵀ + read noise.
+
+        Fast path (default): one Gaussian per output with SD sqrt(Σ_i σ_ji² x_i²), σ from
+        :meth:`read_noise_sd`; this is exactly the distribution of the per-device path
+        (``per_device=True``: a fresh Gaussian on every weight, then the MVM), because a sum of
+        independent Gaussians is Gaussian with the summed variance. The paper code clips the noisy
+        conductance to [0, g_max]; reads here are not clipped (a measurement, documented in
+        docs/pcm.md; the difference is < 1e-3 in weight units at |w| = w_max).
+
+        Args:
+            x: input [1], shape (..., n_pre) (spikes or rates; batch dims broadcast with w_eff's).
+            w_eff: effective weights [1], shape (..., n_post, n_pre).
+            generator: random generator for the read noise.
+            per_device: draw the noise per weight instead of per output (slow reference path).
+
+        Returns:
+            y [1], shape (broadcast batch..., n_post). Exactly the float MVM when read noise is
+            off (``ideal`` preset or ``read_noise: false``).
+
+        Gradient: that of x @ w_effᵀ; the noise is added straight-through (no gradient).
+
+        Raises:
+            ValueError: non-floating input, or NaN/inf in ``x`` or ``w_eff``.
+            ShapeError: ``w_eff`` not (..., n_post, n_pre) with n_pre = x.shape[-1], or batch dims
+                that do not broadcast.
+        """
+        check_tensor('x', x, min_dim=1, finite=False)
+        check_tensor('w_eff', w_eff, min_dim=2, finite=False)
+        if x.shape[-1] != w_eff.shape[-1]:
+            raise ShapeError(f'x: expected (..., {w_eff.shape[-1]}) to match w_eff '
+                             f'{tuple(w_eff.shape)}, got {tuple(x.shape)}')
+        broadcast_batch('x', x.shape[:-1], 'w_eff', w_eff.shape[:-2])
+        y = matmul_rows(x, w_eff)
+        if not bool(torch.isfinite(y).all()):
+            # cheap check on the output; name the culprit
+            check_tensor('x', x)
+            check_tensor('w_eff', w_eff)
+        if not self._on('read_noise'):
+            return y
+        with torch.no_grad():
+            sd = self._cached_sd(w_eff)
+            xd = x.detach()
+            if per_device:
+                shape = torch.broadcast_shapes(xd.shape[:-1], w_eff.shape[:-2]) + w_eff.shape[-2:]
+                xi = torch.randn(shape, generator=generator, dtype=sd.dtype, device=sd.device)
+                noise = matmul_rows(xd, sd * xi)
+            else:
+                var = matmul_rows(xd * xd, sd * sd)
+                xi = torch.randn(var.shape, generator=generator, dtype=var.dtype,
+                                 device=var.device)
+                noise = torch.sqrt(torch.clamp(var, min=0.0)) * xi
+        return y + noise
