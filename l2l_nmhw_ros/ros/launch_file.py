@@ -9,6 +9,7 @@ that names the entity, never silently skipped):
   ``both``), ``args``, ``ros_args``, ``on_exit`` (``shutdown``), ``if`` / ``unless``,
   ``param`` (``{from: file}`` or ``{name, value}``), ``remap`` (``{from, to}``).
 - substitutions: ``$(var NAME)``, ``$(find-pkg-share PKG)``, ``$(env NAME [DEFAULT])``,
+  ``$(command 'CMD')`` (stdout of the command, no shell),
   ``$(eval 'EXPR')`` with a restricted evaluator (literals, ``==``, ``!=``, ``in``, ``not in``,
   ``and``, ``or``, ``not``, conditional expressions; no names, calls or attributes), nesting
   allowed (``$(eval '"$(var arm)" == "sim"')``).
@@ -66,8 +67,8 @@ class NodeSpec:
         name: node name (``__node:=``); empty keeps the executable's default.
         namespace: namespace (``__ns:=``), absolute, '' for the root.
         params_files: parameter files (``--params-file``), in order.
-        params: single parameters ``name -> value`` (``-p name:=value``, value parsed as YAML by
-            rcl, as ``launch_ros`` does).
+        params: single parameters ``(name, value text)``, passed in a parameter file written at
+            launch (see :meth:`parameter_values`).
         remaps: ``(from, to)`` remapping rules (``-r from:=to``).
         args: extra command-line arguments before ``--ros-args``.
         ros_args: extra arguments after ``--ros-args``.
@@ -92,8 +93,37 @@ class NodeSpec:
         """Name used in logs: the node name, else the executable."""
         return self.name or self.exec
 
-    def command_line(self, executable: str) -> list[str]:
-        """Return the argv that starts this node with ``executable``."""
+    def parameter_values(self) -> dict[str, Any]:
+        """The single parameters as a nested ``ros__parameters`` mapping, typed as launch_ros does.
+
+        Each value string is read as YAML (``true`` -> bool, ``42`` -> int, ``1.0`` -> float,
+        ``[1, 2]`` -> list); text that does not give a parameter type (empty, ``null``, a
+        mapping) stays a string. Dotted names nest (``control.checkpoint``).
+        """
+        out: dict[str, Any] = {}
+        for name, text in self.params:
+            try:
+                value = yaml.safe_load(text)
+            except yaml.YAMLError:
+                value = text
+            if value is None or isinstance(value, dict):
+                value = text
+            node = out
+            *parents, leaf = name.split('.')
+            for part in parents:
+                node = node.setdefault(part, {})
+            node[leaf] = value
+        return out
+
+    def command_line(self, executable: str, params_file: str | None = None) -> list[str]:
+        """Return the argv that starts this node with ``executable``.
+
+        Args:
+            executable: resolved executable path.
+            params_file: file holding :meth:`parameter_values` (``launch_ros`` also passes single
+                parameters through a temporary parameter file); it comes after the ``from``
+                files, so single parameters override them.
+        """
         argv = [executable, *self.args, '--ros-args']
         if self.name:
             argv += ['-r', f'__node:={self.name}']
@@ -101,8 +131,8 @@ class NodeSpec:
             argv += ['-r', f'__ns:={self.namespace}']
         for f in self.params_files:
             argv += ['--params-file', f]
-        for k, v in self.params:
-            argv += ['-p', f'{k}:={v}']
+        if params_file is not None:
+            argv += ['--params-file', params_file]
         for a, b in self.remaps:
             argv += ['-r', f'{a}:={b}']
         argv += list(self.ros_args)
@@ -294,12 +324,25 @@ def _resolve(body: str, values: Mapping[str, str], share: Callable[[str], Path])
         if len(args) == 2:
             return args[1]
         raise LaunchError(f'$(env {args[0]}): environment variable not set')
+    if kind == 'command':
+        if len(args) != 1:
+            raise LaunchError(f'$(command ...) takes one quoted command line, got {args}')
+        import subprocess
+        try:
+            res = subprocess.run(shlex.split(args[0]), capture_output=True, text=True,  # noqa: S603
+                                 timeout=60, check=False)
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            raise LaunchError(f'$(command {args[0]!r}) failed: {exc}') from None
+        if res.returncode != 0:
+            raise LaunchError(f'$(command {args[0]!r}) exited with {res.returncode}: '
+                              f'{res.stderr.strip()[:200]}')
+        return res.stdout
     if kind == 'eval':
         if len(args) != 1:
             raise LaunchError(f'$(eval ...) takes one quoted expression, got {args}')
         return safe_eval(args[0])
     raise LaunchError(f'unsupported substitution $({kind} ...) (supported: var, find-pkg-share, '
-                      'env, eval)')
+                      'env, eval, command)')
 
 
 def as_bool(text: str, what: str) -> bool:

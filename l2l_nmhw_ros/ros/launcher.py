@@ -5,7 +5,9 @@ does for the subset of the format in :mod:`l2l_nmhw_ros.ros.launch_file`:
 
 - one subprocess per node, started from its console script (``<venv>/bin/<exec>``; then
   ``<prefix>/lib/<pkg>/<exec>`` for every ``AMENT_PREFIX_PATH`` prefix; then ``PATH``), with
-  ``--ros-args -r __node:= -r __ns:= --params-file ... -p name:=value -r from:=to``;
+  ``--ros-args -r __node:= -r __ns:= --params-file <from> ... --params-file <single params>
+  -r from:=to`` (single parameters typed as launch_ros does, written to
+  ``<log_dir>/<node>.params.yaml``);
 - the DDS environment of the design (§3) forced on every child: ``ROS_AUTOMATIC_DISCOVERY_RANGE=
   LOCALHOST`` (``ROS_LOCALHOST_ONLY`` removed, Kilted ignores it), ``ROS_DOMAIN_ID`` kept when set
   else a private one in 101..200 (printed), ``ROS_LOG_DIR`` kept when set else a fresh temporary
@@ -38,6 +40,8 @@ import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import IO
+
+import yaml
 
 from l2l_nmhw_ros.ros.launch_file import (LaunchDescription, LaunchError, NodeSpec,
                                           find_package_share, load_launch_file)
@@ -172,9 +176,16 @@ class Launcher:
         Raises:
             LaunchError: an executable is missing (nothing is started then).
         """
-        argvs = [(n, n.command_line(resolve_executable(n, self.env, self.exec_dirs)))
-                 for n in self.desc.nodes]
+        exes = [resolve_executable(n, self.env, self.exec_dirs) for n in self.desc.nodes]
         self.log_dir.mkdir(parents=True, exist_ok=True)
+        argvs = []
+        for n, exe in zip(self.desc.nodes, exes, strict=True):
+            pfile = None
+            if n.params:
+                pfile = self.log_dir / f'{n.label}.params.yaml'
+                pfile.write_text(yaml.safe_dump({'/**': {'ros__parameters': n.parameter_values()}},
+                                                sort_keys=False), encoding='utf-8')
+            argvs.append((n, n.command_line(exe, None if pfile is None else str(pfile))))
         try:
             libc: ctypes.CDLL | None = ctypes.CDLL(None, use_errno=True)
             libc.prctl  # noqa: B018 - present on Linux only

@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 
 import pytest
+import yaml
 
 from l2l_nmhw_ros.ros import launch_file as LF
 from l2l_nmhw_ros.ros.launcher import Launcher, ros_environment
@@ -94,6 +95,7 @@ def _launch_yaml(tmp_path: Path, modes: dict[str, str]) -> Path:
             param:
             - from: "$(var params)"
             - {{name: use_sim_time, value: "$(var sim)"}}
+            - {{name: control.checkpoint, value: ""}}
             remap:
             - {{from: "arm_controller/commands", to: "$(var controller)/commands"}}
         ''') for name, mode in modes.items())
@@ -125,14 +127,14 @@ def test_args_defaults_choices_and_conditions(tmp_path: Path) -> None:
         - node: {pkg: p, exec: arm_sim, if: "$(eval '\\"$(var arm)\\" == \\"sim\\"')"}
         - node: {pkg: p, exec: ed_scorbot_driver,
                  if: "$(eval '\\"$(var arm)\\" == \\"ed_scorbot\\"')"}
-        - node: {pkg: rviz2, exec: rviz2, if: "$(var rviz)", args: "-d $(command 'x')"}
+        - node: {pkg: rviz2, exec: rviz2, if: "$(var rviz)", args: "-d $(nope 'x')"}
         - node: {pkg: p, exec: other, unless: "$(var rviz)",
                  param: [{from: "$(var cfg)"}, {name: a.b, value: "$(var arm)"}]}
         ''')
     share = {'some_pkg': Path('/opt/share/some_pkg')}.__getitem__
     d = LF.load_launch_file(p, {}, share=share)
     assert [n.exec for n in d.nodes] == ['arm_sim', 'other']
-    assert d.skipped == ('ed_scorbot_driver', 'rviz2')  # rviz2's $(command) never resolved
+    assert d.skipped == ('ed_scorbot_driver', 'rviz2')  # rviz2's $(nope) never resolved
     assert d.nodes[1].params_files == ('/opt/share/some_pkg/config/a.yaml',)
     assert d.nodes[1].params == (('a.b', 'sim'),)
     d = LF.load_launch_file(p, {'arm': 'ed_scorbot'}, share=share)
@@ -163,6 +165,7 @@ def test_malformed_files_are_rejected_by_name(tmp_path: Path, text: str, match: 
 def test_eval_is_restricted() -> None:
     assert LF.safe_eval('"a" == "a" and not "b" in ("c", "d")') == 'true'
     assert LF.safe_eval('"x" if "1" != "1" else "y"') == 'y'
+    assert LF.substitute("$(command 'echo a  b')", {}) == 'a b\n'
     for bad in ('__import__("os").getcwd()', 'open("f")', '(1).real', 'x'):
         with pytest.raises(LF.LaunchError, match='not allowed'):
             LF.safe_eval(bad)
@@ -171,9 +174,20 @@ def test_eval_is_restricted() -> None:
 def test_command_line_of_a_node() -> None:
     spec = LF.NodeSpec(pkg='p', exec='e', name='n', namespace='/ns', params_files=('f.yaml',),
                        params=(('use_sim_time', 'true'),), remaps=(('a', 'b'),), args=('-x',))
-    assert spec.command_line('/bin/e') == [
+    assert spec.command_line('/bin/e', 'single.yaml') == [
         '/bin/e', '-x', '--ros-args', '-r', '__node:=n', '-r', '__ns:=/ns', '--params-file',
-        'f.yaml', '-p', 'use_sim_time:=true', '-r', 'a:=b']
+        'f.yaml', '--params-file', 'single.yaml', '-r', 'a:=b']
+
+
+def test_single_parameters_are_typed_like_launch_ros() -> None:
+    spec = LF.NodeSpec(pkg='p', exec='e', params=(
+        ('use_sim_time', 'true'), ('seed', '42'), ('arm.real_time_factor', '4.0'),
+        ('control.checkpoint', ''), ('control.state_file', '/tmp/s'), ('home', '[0.0, 1.0]'),
+        ('name', 'null')))
+    assert spec.parameter_values() == {
+        'use_sim_time': True, 'seed': 42, 'arm': {'real_time_factor': 4.0},
+        'control': {'checkpoint': '', 'state_file': '/tmp/s'}, 'home': [0.0, 1.0],
+        'name': 'null'}
 
 
 def test_environment_is_forced_to_loopback() -> None:
@@ -202,9 +216,12 @@ def test_nodes_start_with_their_arguments_and_stop_on_sigint(tmp_path: Path, bin
     out.close()
     a = infos['alpha']
     ros = a['argv'][a['argv'].index('--ros-args'):]
+    single = tmp_path / 'logs' / 'alpha.params.yaml'
     assert ros == ['--ros-args', '-r', '__node:=alpha', '-r', '__ns:=/robot', '--params-file',
-                   str(tmp_path / 'params.yaml'), '-p', 'use_sim_time:=true', '-r',
+                   str(tmp_path / 'params.yaml'), '--params-file', str(single), '-r',
                    'arm_controller/commands:=scorbot/commands']
+    assert yaml.safe_load(single.read_text()) == {
+        '/**': {'ros__parameters': {'use_sim_time': True, 'control': {'checkpoint': ''}}}}
     assert a['env']['ROS_AUTOMATIC_DISCOVERY_RANGE'] == 'LOCALHOST'
     assert a['env']['ROS_DOMAIN_ID'] == '150'
     assert a['env']['ROS_LOCALHOST_ONLY'] is None
