@@ -200,6 +200,25 @@ class Crossbar:
         t = check_time('t', t)
         return self._crop(self._g_prog * self._drift_factors(t))
 
+    def read_conductances(self, t: float, generator: torch.Generator | None = None
+                          ) -> torch.Tensor:
+        """Return one noisy read of every device at ``t`` [µS]: g(t) + σ_read · N(0, 1), not
+        clipped (a measurement; see :meth:`mvm`).
+
+        Args:
+            t: emulator time [s].
+            generator: random generator (``None``: the crossbar's own).
+
+        Returns:
+            Conductances [µS], shape (2 (+, −), n_devices, n_post, n_pre).
+        """
+        t = check_time('t', t)
+        gen = generator if generator is not None else self.generator
+        g_t = self._g_prog * self._drift_factors(t)
+        sd = self._device_read_sd(g_t, t)
+        xi = torch.randn(g_t.shape, generator=gen, dtype=self.dtype)
+        return self._crop(g_t + sd * xi)
+
     def _device_read_sd(self, g_t: torch.Tensor, t: float) -> torch.Tensor:
         """Read-noise SD of every (padded) device [µS] for conductances ``g_t`` at time ``t``."""
         cfg = self.cfg
