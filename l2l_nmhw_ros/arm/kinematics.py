@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import sys
 import xml.etree.ElementTree as ET
 from collections.abc import Sequence
 from pathlib import Path
@@ -47,13 +48,11 @@ N_JOINTS = 4
 
 
 def _lib(q: Any) -> Any:
-    try:
-        import torch
-
-        if isinstance(q, torch.Tensor):
-            return torch
-    except ImportError:  # pragma: no cover - torch is a hard dependency
-        pass
+    # a torch tensor implies torch is imported already: do not import it here (seconds, and
+    # the ROS drivers never need it)
+    torch = sys.modules.get('torch')
+    if torch is not None and isinstance(q, torch.Tensor):
+        return torch
     return np
 
 

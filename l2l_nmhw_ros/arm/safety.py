@@ -97,6 +97,7 @@ class SafetyFilter:
         self._estop = False
         self.mode = Mode.IDLE
         self.n_rejected = 0
+        self.t_hold: float | None = None  # time [s] the last hold started
         self.last_rejection: str | None = None
         self._n = n
 
@@ -170,6 +171,16 @@ class SafetyFilter:
             return f'non-finite values {q.tolist()}'
         return None
 
+    def hold(self, reason: str) -> None:
+        """Hold the measured position now (as after a rejected command), e.g. on lost feedback.
+
+        The previous command is dropped; a new command resumes motion.
+        """
+        self.last_rejection = reason
+        if not self._estop:
+            self._hold_pending = True
+            self.mode = Mode.HOLD_REJECTED
+
     def estop(self) -> None:
         """Latch the e-stop: hold the measured position and reject commands until :meth:`reset`."""
         self._estop = True
@@ -212,6 +223,7 @@ class SafetyFilter:
             self.mode = Mode.HOLD_WATCHDOG
         if self._hold_pending:
             self._start_hold(meas if meas is not None else self._target)
+            self.t_hold = t
         if self._goal is None:  # first command named only some joints: others hold
             self._goal = self._target.copy()
         self._goal = np.where(np.isnan(self._goal), self._target, self._goal)
@@ -231,6 +243,11 @@ class SafetyFilter:
         self._holding = True
         self._hold_pending = False
         return self._target.copy()
+
+    @property
+    def t_command(self) -> float:
+        """Receive time [s] of the last accepted command (-inf before the first)."""
+        return self._t_cmd
 
     @property
     def target(self) -> npt.NDArray[np.float64] | None:
