@@ -2,8 +2,9 @@
 
 Subscribes ``pcm_accelerator/learning_signal`` (Float32MultiArray, dims ``time`` × ``neuron``) and
 ``joint_states`` (only to start the first move home from where the arm is); publishes
-``arm_controller/commands`` (Float64MultiArray, joint positions [rad] in ``arm.joints`` order;
-remap to the driver's ``<arm_controller>/commands``) and ``pcm_accelerator/status``
+``<arm_controller>/commands`` (Float64MultiArray, joint positions [rad] in ``arm.joints`` order;
+parameter ``arm_controller``, default ``forward_position_controller`` as the arm drivers) and
+``pcm_accelerator/status``
 (DiagnosticArray); services ``~/save_state`` and ``~/reset`` (std_srvs/Trigger).
 
 Per learning signal (one episode, see :mod:`l2l_nmhw_ros.l2l.accelerator`): baseline test trial
@@ -58,7 +59,9 @@ from l2l_nmhw_ros.ros.runtime import run_node
 
 LEARNING_SIGNAL = 'pcm_accelerator/learning_signal'
 STATUS = 'pcm_accelerator/status'
-COMMANDS = 'arm_controller/commands'
+#: default of the ``arm_controller`` parameter (as the arm drivers'): commands go to
+#: ``<arm_controller>/commands``, the ros2_control forward-command convention
+DEFAULT_ARM_CONTROLLER = 'forward_position_controller'
 LABELS = ('time', 'neuron')
 THROTTLE_S = 5.0
 
@@ -86,6 +89,9 @@ class PcmAcceleratorNode(Node):
             raise C.ConfigError(f'control.home: {len(cc.home)} values for {len(self.joints)} '
                                 'joints (arm.joints)')
         self.vmax = self.cfg.arm.max_velocity * cc.velocity_fraction
+        self.arm_controller = str(self.declare_parameter('arm_controller',
+                                                         DEFAULT_ARM_CONTROLLER).value)
+        commands = f'{self.arm_controller}/commands'
         path = resolve_checkpoint(cc.checkpoint)
         weights, self.ckpt_meta = checkpoint.load(path)
         self.cfg, diffs = network_config(self.cfg, self.ckpt_meta)
@@ -97,8 +103,8 @@ class PcmAcceleratorNode(Node):
         self.get_logger().info(
             f'checkpoint {path}; crossbar {"restored from " + cc.state_file if self.core.loaded_from_state else "programmed"}'  # noqa: E501
             f' ({self.core.devices_programmed_total} devices written); commands -> '
-            f'{self.resolve_topic_name(COMMANDS)} at {cc.command_rate} Hz')
-        self.pub_cmd = self.create_publisher(Float64MultiArray, COMMANDS, qos.COMMANDS)
+            f'{self.resolve_topic_name(commands)} at {cc.command_rate} Hz')
+        self.pub_cmd = self.create_publisher(Float64MultiArray, commands, qos.COMMANDS)
         self.pub_status = self.create_publisher(DiagnosticArray, STATUS, qos.COMMANDS)
         self.create_subscription(Float32MultiArray, LEARNING_SIGNAL, self._on_signal,
                                  qos.COMMANDS)
@@ -173,6 +179,8 @@ class PcmAcceleratorNode(Node):
         latency = time.perf_counter() - t_in - out.timings['baseline_trial']
         self.streamer.push(*segs)
         self.active = {'outcome': out, 'crc': crc, 't_in': t_in}
+        self.phase = {'phase': 'computed', 'phase_start': t_emu, 'phase_duration': 0.0,
+                      'phase_hold': 0.0, 'time_scale': 0.0}
         self.summary = {
             'episode': self.episode, 'learning_signal_crc32': crc,
             'devices_programmed': out.devices_programmed, 'weights_changed': out.weights_changed,

@@ -177,7 +177,7 @@ class SnnControllerNode(Node):
                         'phase_start', 'phase_duration', 'phase_hold', 'time_scale')}
                 except (KeyError, ValueError) as exc:
                     self._reject('status', f'phase {phase} without timing ({exc})')
-            if phase == 'done':
+            if phase == 'done' and event == 'end':
                 self._finish()
                 return
 

@@ -58,7 +58,8 @@ class FakeDriver:
         self.node = rclpy.create_node('fake_driver', context=ctx)
         self.q = dict.fromkeys(DRIVER_ORDER, 0.0)
         self.commands: list[list[float]] = []
-        self.node.create_subscription(Float64MultiArray, 'arm_controller/commands', self._cmd, 10)
+        self.node.create_subscription(Float64MultiArray, 'forward_position_controller/commands',
+                                      self._cmd, 10)
         self.pub = self.node.create_publisher(JointState, 'joint_states', 10)
         self.node.create_timer(0.02, self._publish)
 
