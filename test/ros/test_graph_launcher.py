@@ -289,3 +289,25 @@ def test_cli_reports_invalid_files(tmp_path: Path, bindir: Path) -> None:
     out, _ = proc.communicate(timeout=60)
     assert proc.returncode == 2
     assert "executable 'no_such_exec_anywhere' of package 'p' not found" in out
+
+
+def test_the_reach_launch_file_describes_the_graph(repo_root: Path) -> None:
+    import re
+
+    setup = (repo_root / 'setup.py').read_text(encoding='utf-8')
+    scripts = set(re.findall(r"'(\w+)': 'l2l_nmhw_ros\.ros\.\w+:main'", setup))
+    path = repo_root / 'launch' / 'reach.launch.yaml'
+    d = LF.load_launch_file(path, {})
+    assert [n.label for n in d.nodes] == ['pcm_accelerator', 'snn_controller', 'arm_sim']
+    assert {n.exec for n in d.nodes} <= scripts
+    assert all(n.params_files == (str(LF.find_package_share('l2l_nmhw_ros') / 'config' /
+                                      'l2l_nmhw.yaml'),) for n in d.nodes)
+    acc = dict(d.nodes[0].params)
+    assert acc['arm_controller'] == 'forward_position_controller'
+    assert acc['use_sim_time'] == 'false'
+    d = LF.load_launch_file(path, {'arm': 'ed_scorbot', 'target_topic': 'clicked_point',
+                                   'use_sim_time': 'true', 'real_time_factor': '4.0'})
+    assert [n.label for n in d.nodes] == ['pcm_accelerator', 'snn_controller',
+                                          'ed_scorbot_driver']
+    assert d.nodes[1].remaps == (('reach_target', 'clicked_point'),)
+    assert d.skipped == ('arm_sim', 'robot_state_publisher', 'rviz2')
