@@ -100,10 +100,12 @@ class PcmAcceleratorNode(Node):
         self.core = Accelerator(self.cfg, weights, self._now(), seed=self.cfg.seed,
                                 state_file=cc.state_file or None, clock=time.perf_counter,
                                 logger=self.get_logger())
+        origin = (f'restored from {cc.state_file}' if self.core.loaded_from_state else
+                  'programmed from the checkpoint')
         self.get_logger().info(
-            f'checkpoint {path}; crossbar {"restored from " + cc.state_file if self.core.loaded_from_state else "programmed"}'  # noqa: E501
-            f' ({self.core.devices_programmed_total} devices written); commands -> '
-            f'{self.resolve_topic_name(commands)} at {cc.command_rate} Hz')
+            f'checkpoint {path}; crossbar {origin} ({self.core.devices_programmed_total} devices '
+            f'written so far); commands -> {self.resolve_topic_name(commands)} at '
+            f'{cc.command_rate} Hz')
         self.pub_cmd = self.create_publisher(Float64MultiArray, commands, qos.COMMANDS)
         self.pub_status = self.create_publisher(DiagnosticArray, STATUS, qos.COMMANDS)
         self.create_subscription(Float32MultiArray, LEARNING_SIGNAL, self._on_signal,

@@ -155,11 +155,24 @@ class SnnControllerNode(Node):
         self.pub_demo.publish(joint_trajectory(self.joints, demo.q, self.cfg.task.dt,
                                                self.frame))
         self._publish_markers(demo)
-        self.pub_signal.publish(to_multiarray(sig, LABELS))
+        self.current['signal'] = to_multiarray(sig, LABELS)
         self.get_logger().info(
             f'episode {self.episode}: target {np.round(p, 3).tolist()} m, joint goal '
-            f'{np.round(demo.q_goal, 3).tolist()} rad; learning signal sent (LSG {lsg_ms:.0f} '
-            f'ms, crc {crc})')
+            f'{np.round(demo.q_goal, 3).tolist()} rad; LSG {lsg_ms:.0f} ms, crc {crc}')
+        self._send_signal()
+
+    def _send_signal(self) -> None:
+        # a learning signal is sent once (reliable, volatile): wait until the accelerator listens
+        cur = self.current
+        if cur is None or 'signal' not in cur:
+            return
+        if self.pub_signal.get_subscription_count() == 0:
+            if not cur.get('waiting'):
+                self.get_logger().warning('no subscriber on the learning-signal topic yet '
+                                          '(pcm_accelerator not up?): waiting')
+            cur['waiting'] = True
+            return
+        self.pub_signal.publish(cur.pop('signal'))
 
     def _on_status(self, msg: DiagnosticArray) -> None:
         cur = self.current
@@ -230,6 +243,8 @@ class SnnControllerNode(Node):
 
     def _watchdog(self) -> None:
         cur = self.current
+        if cur is not None and 'signal' in cur:
+            self._send_signal()
         if cur is not None and time.monotonic() > cur['deadline']:
             reason = (f'no answer from pcm_accelerator within {self.cfg.control.episode_timeout}'
                       ' s (is it running? same checkpoint?)')
