@@ -34,6 +34,7 @@ from l2l_nmhw_ros.pcm import Crossbar, PCMModel
 from l2l_nmhw_ros.pcm.device import q_s_micro, read_noise_log_term
 
 GROUP = 'pcm'
+QUICK_BUDGET_S = 1.5  # --quick: stop repeating a row after this long (at least one timed run)
 N = 256
 T_STEPS = 249
 
@@ -43,9 +44,16 @@ RATIOS = [
      'pcm.mvm256.b90.fast'),
     ('per-device reference / fast, batched weights b90',
      'pcm.mvm256.b90.batched_w.per_device_ref', 'pcm.mvm256.b90.batched_w.fast'),
+    ('aihwkit / our crossbar MVM, b1', 'pcm.aihwkit.b1', 'pcm.mvm256.b1.crossbar'),
     ('aihwkit / our crossbar MVM, b90', 'pcm.aihwkit.b90', 'pcm.mvm256.b90.crossbar'),
     ('noisy trial / ideal trial, b90 shared weights', 'pcm.trial249.b90.fast',
      'pcm.trial249.b90.ideal'),
+]
+
+
+GOALS = [
+    ('crossbar MVM 256x256 at batch 1 at least as fast as aihwkit\'s inference tile',
+     'pcm.mvm256.b1.crossbar', 'pcm.aihwkit.b1', 'PCMLikeNoiseModel, same run'),
 ]
 
 
@@ -98,7 +106,7 @@ def _mvm_rows(quick: bool) -> list[dict]:
     cfg = noisy.cfg
     for b in (1, 90):
         x = (torch.rand(b, N, generator=gen) < 0.1).float()
-        number = 200 if b == 1 else 20
+        number = (200 if b == 1 else 20) if not quick else (20 if b == 1 else 5)
         clock = iter(range(10 ** 9))
         variants = {
             'ideal': lambda x=x: ideal.mvm(x, w),
@@ -109,7 +117,8 @@ def _mvm_rows(quick: bool) -> list[dict]:
         }
         for name, fn in variants.items():
             with torch.no_grad():
-                med, spread, n = measure(fn, repeat=rep, number=number)
+                med, spread, n = measure(fn, repeat=rep, number=number,
+                                         budget_s=QUICK_BUDGET_S if quick else None)
             rows.append(row(GROUP, f'pcm.mvm256.b{b}.{name}', med, spread, n,
                             f'{b * N * N / med / 1e9:.2f} GMAC/s'))
     b = 90
@@ -118,7 +127,8 @@ def _mvm_rows(quick: bool) -> list[dict]:
     for name, fn in {'fast': lambda: noisy.mvm(x, wb, gen),
                      'per_device_ref': lambda: reference_noisy_mvm(x, wb, cfg, gen)}.items():
         with torch.no_grad():
-            med, spread, n = measure(fn, repeat=rep, number=10)
+            med, spread, n = measure(fn, repeat=rep, number=10 if not quick else 3,
+                                     budget_s=QUICK_BUDGET_S if quick else None)
         rows.append(row(GROUP, f'pcm.mvm256.b90.batched_w.{name}', med, spread, n,
                         'one (256, 256) matrix per task, as in meta-training'))
     return rows
@@ -144,7 +154,8 @@ def _aihwkit_rows(quick: bool) -> list[dict]:
         x = (torch.rand(b, N, generator=gen) < 0.1).float()
         with torch.no_grad():
             med, spread, n = measure(lambda x=x: layer(x), repeat=5 if quick else 11,
-                                     number=50 if b == 1 else 10)
+                                     number=50 if b == 1 else 10,
+                                     budget_s=QUICK_BUDGET_S if quick else None)
         rows.append(row(GROUP, f'pcm.aihwkit.b{b}', med, spread, n,
                         'AnalogLinear, TorchInferenceRPUConfig default IO, PCMLikeNoiseModel, '
                         'after 1 h drift'))
@@ -179,10 +190,14 @@ def _trial_rows(quick: bool) -> list[dict]:
             w_b = noisy.deploy(w.expand(b, -1, -1), gen)
             variants['batched_w.fast'] = lambda inp, w_b=w_b: noisy.mvm(inp, w_b, gen)
         for name, fn in variants.items():
+            if quick and b == 90 and name == 'per_device_ref':
+                rows.append(skipped(GROUP, f'pcm.trial249.b{b}.{name}',
+                                    'not in --quick (~15-30 s per trial); see the full run'))
+                continue
             with torch.no_grad():
                 med, spread, n = measure(
                     lambda fn=fn, x_in=x_in: lif_trial(fn, x_in, n_rec, tc, dt),
-                    repeat=rep, number=1)
+                    repeat=rep, number=1, budget_s=QUICK_BUDGET_S if quick else None)
             rows.append(row(GROUP, f'pcm.trial249.b{b}.{name}', med, spread, n,
                             f'{T_STEPS * dt / med:.1f}x real time (249 ms network time)'))
     return rows

@@ -2,28 +2,54 @@
 
 from __future__ import annotations
 
+import contextlib
 import statistics
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 
-def measure(fn: Callable[[], Any], *, repeat: int = 5, warmup: int = 1,
-            number: int = 1) -> tuple[float, float, int]:
+def summarize(times: list[float]) -> tuple[float, float, int]:
+    """Return (median, spread = (max - min)/2, count) of timed runs [s].
+
+    Raises:
+        ValueError: if `times` is empty.
+    """
+    if not times:
+        raise ValueError('times: no timed runs')
+    return statistics.median(times), (max(times) - min(times)) / 2, len(times)
+
+
+def measure(fn: Callable[[], Any], *, repeat: int = 5, warmup: int = 1, number: int = 1,
+            budget_s: float | None = None,
+            clock: Callable[[], float] = time.perf_counter) -> tuple[float, float, int]:
     """Time ``fn``: ``repeat`` runs of ``number`` calls after ``warmup`` calls.
 
+    Args:
+        fn: the work to time.
+        repeat: timed runs (at most, with `budget_s`).
+        warmup: untimed calls first (first-call costs: imports, code generation, allocator).
+        number: calls per timed run (the time is divided by it).
+        budget_s: when set, stop repeating once the warm-up and the runs so far took this long
+            (at least one timed run is always made); keeps slow rows of ``--quick`` short.
+        clock: monotonic clock [s] (a fake one in tests).
+
     Returns:
-        (median seconds per call, spread = (max - min)/2 seconds per call, repeat).
+        (median seconds per call, spread = (max - min)/2 seconds per call, timed runs made).
     """
+    start = clock()
     for _ in range(warmup):
         fn()
-    times = []
+    times: list[float] = []
     for _ in range(repeat):
-        t0 = time.perf_counter()
+        t0 = clock()
         for _ in range(number):
             fn()
-        times.append((time.perf_counter() - t0) / number)
-    return statistics.median(times), (max(times) - min(times)) / 2, repeat
+        t1 = clock()
+        times.append((t1 - t0) / number)
+        if budget_s is not None and t1 - start >= budget_s:
+            break
+    return summarize(times)
 
 
 def row(group: str, name: str, median_s: float, spread_s: float, n: int, notes: str = '',
@@ -37,3 +63,16 @@ def skipped(group: str, name: str, reason: str) -> dict[str, Any]:
     """Return a row recording that a side was not measured, and why."""
     return {'group': group, 'name': name, 'median_s': None, 'spread_s': None, 'n': 0,
             'notes': f'skipped: {reason}'}
+
+
+@contextlib.contextmanager
+def torch_threads(n: int) -> Iterator[None]:
+    """Run the block with ``torch.set_num_threads(n)``; the previous setting is restored."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
