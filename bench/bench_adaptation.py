@@ -181,7 +181,7 @@ def dds_rows(quick: bool) -> list[dict]:
         if not spin_until(lambda: pub.get_subscription_count() > 0 and bool(status), 60.0):
             return [skipped(GROUP, 'adaptation.dds', 'pcm_accelerator node did not come up in '
                             f'60 s (exit code {child.poll()}; log {tmp / "node.log"})')]
-        runs, warmup = (4, 1) if quick else (15, 2)
+        runs, warmup = (3, 1) if quick else (15, 2)
         times: list[float] = []
         node_ms: list[float] = []
         for i in range(warmup + runs):

@@ -15,8 +15,9 @@ Rows (group ``trial``; torch sides with 1 torch thread, best for batch 1 on this
 - ``trial.b1.torch.pcm_read_noise``: float32, every MVM through ``PCMModel.mvm`` (read noise,
   the meta-training and evaluation model).
 - ``trial.b1.torch.accelerator``: the accelerator's trial (``l2l.accelerator.Accelerator``):
-  the packed (252, 255) matrix on a :class:`~l2l_nmhw_ros.pcm.Crossbar` (per-device state, read
-  noise; default configuration, as the ``pcm_accelerator`` node runs it).
+  the same initial weights packed in the (252, 255) matrix and programmed on a
+  :class:`~l2l_nmhw_ros.pcm.Crossbar` (its own devices, drift and per-device read noise, so its
+  spike count differs a little; default configuration, as the ``pcm_accelerator`` node runs it).
 - ``trial.b1.brian2.numpy``: :func:`~l2l_nmhw_ros.snn.brian2_reference.run_trainee_brian2`
   (brian2 2.9, numpy code-generation target), the whole call: building the network (62,250
   recurrent synapses) and running it; ``...brian2.numpy.run_only``: the ``Network.run`` part of
