@@ -35,6 +35,7 @@ from l2l_nmhw_ros.pcm.device import q_s_micro, read_noise_log_term
 
 GROUP = 'pcm'
 QUICK_BUDGET_S = 1.5  # --quick: stop repeating a row after this long (at least one timed run)
+FULL_BUDGET_S = 60.0  # full run: the same for the slow trial rows (per-device reference, b90)
 N = 256
 T_STEPS = 249
 
@@ -197,7 +198,7 @@ def _trial_rows(quick: bool) -> list[dict]:
             with torch.no_grad():
                 med, spread, n = measure(
                     lambda fn=fn, x_in=x_in: lif_trial(fn, x_in, n_rec, tc, dt),
-                    repeat=rep, number=1, budget_s=QUICK_BUDGET_S if quick else None)
+                    repeat=rep, number=1, budget_s=QUICK_BUDGET_S if quick else FULL_BUDGET_S)
             rows.append(row(GROUP, f'pcm.trial249.b{b}.{name}', med, spread, n,
                             f'{T_STEPS * dt / med:.1f}x real time (249 ms network time)'))
     return rows
