@@ -14,7 +14,9 @@ Rows (group ``pcm``):
   task (90, 256, 256).
 - ``pcm.aihwkit.b{1,90}``: IBM aihwkit 1.1 ``AnalogLinear`` with ``TorchInferenceRPUConfig`` and
   ``PCMLikeNoiseModel`` (default IO: DAC/ADC quantisation and output noise) after
-  ``drift_analog_weights`` (skipped with the reason when aihwkit does not import).
+  ``drift_analog_weights`` (skipped with the reason when aihwkit does not import), timed in
+  alternation with ``pcm.mvm256.b{1,90}.crossbar_vs_aihwkit`` (our crossbar, same weights) so
+  that both sides see the same machine load.
 - ``pcm.trial249.*``: one 249-step trial of a 250-LIF trainee on the packed (252, 255) matrix
   (a minimal LIF loop written here: leak, threshold, reset by subtraction, refractory counter,
   leaky readout), with the MVM of each variant; notes give the real-time factor (249 ms of network
@@ -28,7 +30,7 @@ import math
 
 import torch
 
-from bench.common import measure, row, skipped
+from bench.common import measure, measure_interleaved, row, skipped
 from l2l_nmhw_ros.config import PCMConfig, TraineeConfig
 from l2l_nmhw_ros.pcm import Crossbar, PCMModel
 from l2l_nmhw_ros.pcm.device import q_s_micro, read_noise_log_term
@@ -45,8 +47,10 @@ RATIOS = [
      'pcm.mvm256.b90.fast'),
     ('per-device reference / fast, batched weights b90',
      'pcm.mvm256.b90.batched_w.per_device_ref', 'pcm.mvm256.b90.batched_w.fast'),
-    ('aihwkit / our crossbar MVM, b1', 'pcm.aihwkit.b1', 'pcm.mvm256.b1.crossbar'),
-    ('aihwkit / our crossbar MVM, b90', 'pcm.aihwkit.b90', 'pcm.mvm256.b90.crossbar'),
+    ('aihwkit / our crossbar MVM, b1 (timed alternately)', 'pcm.aihwkit.b1',
+     'pcm.mvm256.b1.crossbar_vs_aihwkit'),
+    ('aihwkit / our crossbar MVM, b90 (timed alternately)', 'pcm.aihwkit.b90',
+     'pcm.mvm256.b90.crossbar_vs_aihwkit'),
     ('noisy trial / ideal trial, b90 shared weights', 'pcm.trial249.b90.fast',
      'pcm.trial249.b90.ideal'),
 ]
@@ -54,7 +58,8 @@ RATIOS = [
 
 GOALS = [
     ('crossbar MVM 256x256 at batch 1 at least as fast as aihwkit\'s inference tile',
-     'pcm.mvm256.b1.crossbar', 'pcm.aihwkit.b1', 'PCMLikeNoiseModel, same run'),
+     'pcm.mvm256.b1.crossbar_vs_aihwkit', 'pcm.aihwkit.b1',
+     'PCMLikeNoiseModel, same run, timed alternately'),
 ]
 
 
@@ -143,23 +148,31 @@ def _aihwkit_rows(quick: bool) -> list[dict]:
     except Exception as exc:  # noqa: BLE001 - optional side: report why it is missing
         return [skipped(GROUP, f'pcm.aihwkit.b{b}', f'aihwkit not importable ({exc!r})')
                 for b in (1, 90)]
+    gen = torch.Generator().manual_seed(2)
+    w = torch.rand(N, N, generator=gen) * 2 - 1  # the same weights on both sides
     rpu = TorchInferenceRPUConfig()
     rpu.noise_model = PCMLikeNoiseModel(g_max=25.0)
     layer = AnalogLinear(N, N, bias=False, rpu_config=rpu)
+    layer.set_weights(w)
     layer.eval()
     layer.program_analog_weights()
     layer.drift_analog_weights(3600.0)
-    gen = torch.Generator().manual_seed(2)
+    xb = Crossbar(_cfg(preset='physical'), N, N, 1)
+    xb.program(w, 0.0)
     rows = []
     for b in (1, 90):
         x = (torch.rand(b, N, generator=gen) < 0.1).float()
-        with torch.no_grad():
-            med, spread, n = measure(lambda x=x: layer(x), repeat=5 if quick else 11,
-                                     number=50 if b == 1 else 10,
-                                     budget_s=QUICK_BUDGET_S if quick else None)
-        rows.append(row(GROUP, f'pcm.aihwkit.b{b}', med, spread, n,
+        with torch.no_grad():  # alternate the two sides so that they share the machine's load
+            got = measure_interleaved(
+                {'aihwkit': lambda x=x: layer(x),
+                 'crossbar': lambda x=x: xb.mvm(x, 3600.0, gen)},
+                repeat=5 if quick else 11, number=(20 if quick else 50) if b == 1 else 10)
+        rows.append(row(GROUP, f'pcm.aihwkit.b{b}', *got['aihwkit'],
                         'AnalogLinear, TorchInferenceRPUConfig default IO, PCMLikeNoiseModel, '
-                        'after 1 h drift'))
+                        'after 1 h drift; timed alternately with crossbar_vs_aihwkit'))
+        rows.append(row(GROUP, f'pcm.mvm256.b{b}.crossbar_vs_aihwkit', *got['crossbar'],
+                        'our Crossbar.mvm (physical preset, same weights), timed alternately '
+                        'with pcm.aihwkit'))
     return rows
 
 

@@ -52,6 +52,37 @@ def measure(fn: Callable[[], Any], *, repeat: int = 5, warmup: int = 1, number: 
     return summarize(times)
 
 
+def measure_interleaved(fns: dict[str, Callable[[], Any]], *, repeat: int = 5, warmup: int = 1,
+                        number: int = 1, clock: Callable[[], float] = time.perf_counter
+                        ) -> dict[str, tuple[float, float, int]]:
+    """Time several functions in alternation (A B, B A, A B, ...) so that they share the same
+    machine load: the way to compare two sides on a busy machine.
+
+    Args:
+        fns: name -> the work to time.
+        repeat: timed runs of each function.
+        warmup: untimed calls of each function first.
+        number: calls per timed run (the time is divided by it).
+        clock: monotonic clock [s] (a fake one in tests).
+
+    Returns:
+        name -> (median seconds per call, spread = (max - min)/2, runs), see :func:`summarize`.
+    """
+    names = list(fns)
+    for name in names:
+        for _ in range(warmup):
+            fns[name]()
+    times: dict[str, list[float]] = {name: [] for name in names}
+    for k in range(repeat):
+        for name in (names if k % 2 == 0 else names[::-1]):
+            fn = fns[name]
+            t0 = clock()
+            for _ in range(number):
+                fn()
+            times[name].append((clock() - t0) / number)
+    return {name: summarize(t) for name, t in times.items()}
+
+
 def row(group: str, name: str, median_s: float, spread_s: float, n: int, notes: str = '',
         **extra: Any) -> dict[str, Any]:
     """Return one result row (the format every ``bench_*.run`` returns)."""

@@ -9,7 +9,7 @@ import types
 import pytest
 
 from bench import run as bench_run
-from bench.common import measure, row, skipped, summarize
+from bench.common import measure, measure_interleaved, row, skipped, summarize
 
 
 def test_measure_counts_calls_and_orders_stats():
@@ -85,3 +85,19 @@ def test_goals_against_seconds_and_against_another_row():
     assert '| slow under 20 ms | 400 ms | ≤ 20 ms — a note | missed by 20× |' in md
     assert '| fast under 20 ms | 10 ms | ≤ 20 ms | met (2× headroom) |' in md
     assert '| skipped row | — | ≤ 1 s | not measured |' in md
+
+
+def test_measure_interleaved_alternates_the_order_of_the_sides():
+    now, log = [0.0], []
+
+    def work(name, cost):
+        def fn():
+            log.append(name)
+            now[0] += cost
+        return fn
+
+    got = measure_interleaved({'a': work('a', 1.0), 'b': work('b', 2.0)}, repeat=3, warmup=1,
+                              number=2, clock=lambda: now[0])
+    # warm-up a, b; then runs a b | b a | a b, each run = 2 calls
+    assert log == ['a', 'b'] + ['a', 'a', 'b', 'b'] + ['b', 'b', 'a', 'a'] + ['a', 'a', 'b', 'b']
+    assert got == {'a': (1.0, 0.0, 3), 'b': (2.0, 0.0, 3)}
