@@ -6,7 +6,8 @@ Rows, group ``meta-training`` (each preset in its own process, so the peak memor
   (batch 90 tasks, trainee 250 LIF, LSG 800 neurons with 30 % ALIF, PCM noise and quantisation
   in the loop, smoothed-Brownian tasks): BPTT through learning trial, LSG, e-prop update,
   quantiser and test trial, then Adam. ``--quick``: 1 iteration, no warm-up; full: 1 warm-up + 3.
-  Notes: torch threads, peak resident memory of that process.
+  Notes: torch threads, peak resident memory of that process. ``...iteration.threads1``: the
+  same with 1 torch thread (the default of ``l2l-nmhw train --threads``; full run only).
 - ``meta.small.iteration``: the same at the ``small`` preset (batch 16, LSG 200, no PCM model in
   the loop, reach + Brownian tasks).
 
@@ -54,6 +55,8 @@ GOALS = [
 ]
 RATIOS = [
     ('meta iteration: paper / small preset', 'meta.paper.iteration', 'meta.small.iteration'),
+    ('meta iteration at the paper preset: 1 thread / default threads',
+     'meta.paper.iteration.threads1', 'meta.paper.iteration'),
     ('trial cost n=1000 / n=250, batch 1', 'scale.trial.n1000.b1', 'scale.trial.n250.b1'),
     ('trial cost n=1000 / n=250, batch 90', 'scale.trial.n1000.b90', 'scale.trial.n250.b90'),
     ('trial cost batch 90 / batch 1, n=250', 'scale.trial.n250.b90', 'scale.trial.n250.b1'),
@@ -76,10 +79,13 @@ def paper_config(n_rec: int | None = None, batch: int | None = None, preset: str
     return cfg
 
 
-def _meta_worker(preset: str, iterations: int, warmup: int) -> dict:
-    """Run in a child process: time ``iterations`` meta-training steps after ``warmup``."""
+def _meta_worker(preset: str, iterations: int, warmup: int, threads: int) -> dict:
+    """Run in a child process: time ``iterations`` meta-training steps after ``warmup``, with
+    ``threads`` torch threads (0: the process default)."""
     from l2l_nmhw_ros.l2l.meta import MetaTrainer
 
+    if threads > 0:
+        torch.set_num_threads(threads)
     cfg = paper_config(preset=preset)
     trainer = MetaTrainer(cfg)
     for _ in range(warmup):
@@ -95,10 +101,11 @@ def _meta_worker(preset: str, iterations: int, warmup: int) -> dict:
             'pcm': cfg.meta.pcm_in_loop}
 
 
-def _preset_row(preset: str, iterations: int, warmup: int, timeout_s: float) -> dict:
-    name = f'meta.{preset}.iteration'
+def _preset_row(preset: str, iterations: int, warmup: int, timeout_s: float,
+                threads: int = 0) -> dict:
+    name = f'meta.{preset}.iteration' + (f'.threads{threads}' if threads else '')
     cmd = [sys.executable, '-m', 'bench.bench_scaling', '--worker', preset, str(iterations),
-           str(warmup)]
+           str(warmup), str(threads)]
     try:
         out = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout_s,
                              cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -163,15 +170,16 @@ def run(quick: bool = False) -> list[dict]:
         trial_grid = [(250, 1), (1000, 1), (250, 90)]
         meta_grid = [(250, 1), (1000, 1)]
     else:
-        rows = [_preset_row('paper', 3, 1, 1800), _preset_row('small', 5, 1, 600)]
+        rows = [_preset_row('paper', 3, 1, 1800), _preset_row('paper', 3, 1, 1800, threads=1),
+                _preset_row('small', 5, 1, 600), _preset_row('small', 5, 1, 600, threads=1)]
         trial_grid = [(n, b) for n in (250, 500, 1000) for b in (1, 10, 90)]
         meta_grid = [(n, b) for b in (1, 10) for n in (250, 500, 1000)]
     return rows + _trial_rows(trial_grid, quick) + _meta_rows(meta_grid, quick)
 
 
 if __name__ == '__main__':
-    if len(sys.argv) == 5 and sys.argv[1] == '--worker':
-        print(json.dumps(_meta_worker(sys.argv[2], int(sys.argv[3]), int(sys.argv[4]))))
+    if len(sys.argv) == 6 and sys.argv[1] == '--worker':
+        print(json.dumps(_meta_worker(sys.argv[2], *(int(a) for a in sys.argv[3:]))))
     else:
         for r in run(quick=True):
             print(f"{r['name']:28s} {r['median_s'] or float('nan'):.3e} s  {r['notes']}")
