@@ -188,7 +188,8 @@ def _trial_rows(quick: bool) -> list[dict]:
                     lambda fn=fn, x_in=x_in: lif_trial(fn, x_in, n_rec, tc, dt),
                     repeat=2 if slow else rep, number=1, warmup=0 if slow else 1)
             rows.append(row(GROUP, f'pcm.trial249.b{b}.{name}', med, spread, n,
-                            f'{T_STEPS * dt / med:.1f}x real time (249 ms network time)'))
+                            f'{T_STEPS * dt / med:.1f}x real time per batch of {b} '
+                            f'({b * T_STEPS * dt / med:.0f}x counting each task)'))
     return rows
 
 
