@@ -1,0 +1,116 @@
+"""Checkpoints in the project's own format: a folder with safetensors weights + JSON metadata.
+
+Layout of a checkpoint folder::
+
+    weights.safetensors       the 6 meta-learned tensors, float32, (n_post, n_pre):
+                              trainee.w_in (250, 5), trainee.w_rec (250, 250),
+                              trainee.w_out (2, 250), lsg.w_in (n_lsg, 53),
+                              lsg.w_rec (n_lsg, n_lsg), lsg.w_out (250, n_lsg)
+    metadata.json             format_version, config (nested dict), config_hash, git_revision,
+                              iteration, metrics, ... (anything JSON)
+    train_state.safetensors   optional: optimizer moments and RNG states for resuming
+
+Never pickle. Writes are atomic (temporary file + rename).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from safetensors.numpy import load_file, save_file
+
+from l2l_nmhw_ros.errors import CheckpointError
+
+__all__ = ['FORMAT_VERSION', 'WEIGHT_KEYS', 'load', 'load_train_state', 'save', 'save_train_state']
+
+FORMAT_VERSION = 1
+WEIGHT_KEYS = ('trainee.w_in', 'trainee.w_rec', 'trainee.w_out', 'lsg.w_in', 'lsg.w_rec',
+               'lsg.w_out')
+WEIGHTS_FILE = 'weights.safetensors'
+METADATA_FILE = 'metadata.json'
+TRAIN_STATE_FILE = 'train_state.safetensors'
+
+
+def _atomic(path: Path, write) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f'.{path.name}.', suffix='.tmp')
+    os.close(fd)
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def save(path: str | Path, weights: dict[str, np.ndarray], metadata: dict[str, Any]) -> Path:
+    """Write a checkpoint folder (weights + metadata); returns the folder.
+
+    Args:
+        path: checkpoint folder (created if missing).
+        weights: the :data:`WEIGHT_KEYS` arrays (extra keys are kept too).
+        metadata: JSON-serialisable dict; ``format_version`` is set here.
+
+    Raises:
+        CheckpointError: a weight key is missing or an array is not finite.
+    """
+    folder = Path(path)
+    missing = [k for k in WEIGHT_KEYS if k not in weights]
+    if missing:
+        raise CheckpointError(f'checkpoint weights: missing {missing}')
+    arrays = {}
+    for k, v in weights.items():
+        a = np.ascontiguousarray(np.asarray(v, dtype=np.float32))
+        if not np.isfinite(a).all():
+            raise CheckpointError(f'checkpoint weights: {k} has non-finite values')
+        arrays[k] = a
+    meta = dict(metadata)
+    meta['format_version'] = FORMAT_VERSION
+    text = json.dumps(meta, indent=2, sort_keys=True) + '\n'
+    _atomic(folder / WEIGHTS_FILE, lambda tmp: save_file(arrays, tmp))
+    _atomic(folder / METADATA_FILE, lambda tmp: Path(tmp).write_text(text, encoding='utf-8'))
+    return folder
+
+
+def load(path: str | Path) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+    """Read a checkpoint folder; returns (weights, metadata).
+
+    Raises:
+        CheckpointError: folder or files missing, unknown format version, or missing keys.
+    """
+    folder = Path(path)
+    wfile, mfile = folder / WEIGHTS_FILE, folder / METADATA_FILE
+    if not wfile.is_file() or not mfile.is_file():
+        raise CheckpointError(f'{folder}: not a checkpoint folder (needs {WEIGHTS_FILE} and '
+                              f'{METADATA_FILE})')
+    try:
+        meta = json.loads(mfile.read_text(encoding='utf-8'))
+    except json.JSONDecodeError as exc:
+        raise CheckpointError(f'{mfile}: invalid JSON ({exc})') from exc
+    version = meta.get('format_version')
+    if version != FORMAT_VERSION:
+        raise CheckpointError(f'{folder}: format_version {version!r}, this code reads '
+                              f'{FORMAT_VERSION}')
+    weights = load_file(str(wfile))
+    missing = [k for k in WEIGHT_KEYS if k not in weights]
+    if missing:
+        raise CheckpointError(f'{wfile}: missing weights {missing}')
+    return weights, meta
+
+
+def save_train_state(path: str | Path, arrays: dict[str, np.ndarray]) -> None:
+    """Write the resumable training state (optimizer moments, RNG states) beside the weights."""
+    clean = {k: np.ascontiguousarray(v) for k, v in arrays.items()}
+    _atomic(Path(path) / TRAIN_STATE_FILE, lambda tmp: save_file(clean, tmp))
+
+
+def load_train_state(path: str | Path) -> dict[str, np.ndarray] | None:
+    """Return the training state of a checkpoint folder, or None when it has none."""
+    f = Path(path) / TRAIN_STATE_FILE
+    return load_file(str(f)) if f.is_file() else None

@@ -1,0 +1,295 @@
+"""Meta-training (the L2L outer loop) and evaluation of the adapted trainee.
+
+Outer loss per batch of tasks (paper code ``model/l2l_trainee_lsg.py::loss``; test-trial output):
+
+    loss = w_omega MSE(omega_out, omega*) + w_xyz MSE(FK(q0 + omega_scale cumsum omega_out), xyz*)
+           + lambda_trainee sum_j (rate_j - f_trainee dt)^2
+           + lambda_lsg sum_j (rate_j - f_lsg dt)^2
+
+MSEs averaged over batch, time and dimensions; rates per step, averaged over batch and time
+(trainee: learning and test trial concatenated). Unlike the paper's official code (whose numpy
+forward kinematics silently cut the xyz term out of the autodiff graph, paper-notes §7) our forward
+kinematics is torch-differentiable, so BOTH terms drive meta-training here.
+
+Meta-parameters: the trainee's initial W_in, W_rec, W_out and the LSG's W_in, W_rec, W_out.
+Adam with lr decayed by ``lr_decay`` every ``lr_decay_every`` iterations. Gradients: BPTT through
+the learning trial, the LSG, the e-prop update, the straight-through quantiser and PCM noise, and
+the test trial (:func:`l2l_nmhw_ros.l2l.inner.adapt`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import torch
+
+from l2l_nmhw_ros.arm.kinematics import forward_kinematics
+from l2l_nmhw_ros.config import L2LConfig, config_hash, to_dict
+from l2l_nmhw_ros.l2l import checkpoint as ckpt
+from l2l_nmhw_ros.l2l.inner import AdaptResult, FloatBackend, adapt
+from l2l_nmhw_ros.l2l.tasks import TaskBatch, sample_mixed
+from l2l_nmhw_ros.snn.lsg import init_lsg_weights, lsg_n_in
+from l2l_nmhw_ros.snn.trainee import TrialResult, init_trainee_weights
+
+__all__ = ['MetaTrainer', 'make_backend', 'outer_loss', 'rate_reg', 'task_errors',
+           'weights_from_numpy']
+
+log = logging.getLogger(__name__)
+
+PARAM_NAMES = ('trainee.w_in', 'trainee.w_rec', 'trainee.w_out', 'lsg.w_in', 'lsg.w_rec',
+               'lsg.w_out')
+# Seed offsets of the independent random streams derived from cfg.seed.
+_SEED_INIT, _SEED_TASKS, _SEED_NOISE, _SEED_VALID = 0, 1, 2, 1_000_003
+
+
+def task_errors(y: torch.Tensor, tasks: TaskBatch, omega_scale: float) -> dict[str, torch.Tensor]:
+    """Return the errors of readouts `y` (time, batch, 2) on `tasks`, each per task (batch,).
+
+    Keys: ``omega_mse`` (MSE of omega), ``xyz_mse`` [m²] (MSE over time and x, y, z of the
+    end effector), ``distance`` [m] (mean Euclidean end-effector distance over time), and the
+    predicted ``q`` (time, batch, 2) [rad] and ``xyz`` (time, batch, 3) [m].
+    """
+    q = tasks.q0.unsqueeze(0) + omega_scale * torch.cumsum(y, dim=0)
+    xyz = forward_kinematics(q)
+    err = xyz - tasks.xyz
+    return {'omega_mse': ((y - tasks.omega) ** 2).mean(dim=(0, 2)),
+            'xyz_mse': (err ** 2).mean(dim=(0, 2)),
+            'distance': err.norm(dim=-1).mean(dim=0), 'q': q, 'xyz': xyz}
+
+
+def rate_reg(z: torch.Tensor, target_hz: float, weight: float, dt: float) -> torch.Tensor:
+    """Return weight * sum_j (mean_{t,b} z_j - target_hz dt)^2 for spikes z (time, batch, n)."""
+    rate = z.mean(dim=(0, 1))
+    return weight * ((rate - target_hz * dt) ** 2).sum()
+
+
+def make_backend(cfg: L2LConfig, *, pcm: bool, quantize: bool) -> Any:
+    """Return the crossbar model for the inner loop.
+
+    ``pcm=True``: :class:`l2l_nmhw_ros.pcm.PCMModel` with ``cfg.pcm`` (quantisation as in the
+    config). ``pcm=False``: :class:`~l2l_nmhw_ros.l2l.inner.FloatBackend` (exact weights), rounding
+    Delta W to ``pcm.delta_w_step`` when `quantize`.
+
+    Raises:
+        ImportError: if ``pcm=True`` and the PCM package is not available.
+    """
+    if not pcm:
+        return FloatBackend(cfg.pcm.delta_w_step if quantize else 0.0)
+    from l2l_nmhw_ros.pcm import PCMModel
+
+    return PCMModel(cfg.pcm)
+
+
+def weights_from_numpy(weights: dict[str, np.ndarray]) -> tuple[dict[str, torch.Tensor],
+                                                                 dict[str, torch.Tensor]]:
+    """Split checkpoint arrays into (trainee, lsg) dicts of float32 tensors (w_in/w_rec/w_out)."""
+    trainee = {k.split('.', 1)[1]: torch.as_tensor(np.asarray(v), dtype=torch.float32)
+               for k, v in weights.items() if k.startswith('trainee.')}
+    lsg = {k.split('.', 1)[1]: torch.as_tensor(np.asarray(v), dtype=torch.float32)
+           for k, v in weights.items() if k.startswith('lsg.')}
+    return trainee, lsg
+
+
+def outer_loss(res: AdaptResult, tasks: TaskBatch,
+               cfg: L2LConfig) -> tuple[torch.Tensor, dict[str, float]]:
+    """Return the outer loss (scalar tensor) of an adapted batch and its parts (floats).
+
+    See the module docstring for the formula; the parts also hold the errors before the update
+    (the learning trial's readout), the mean firing rates [Hz] and the devices programmed.
+    """
+    dt = cfg.task.dt
+    err = task_errors(res.test.y, tasks, cfg.task.omega_scale)
+    mse_w, mse_x = err['omega_mse'].mean(), err['xyz_mse'].mean()
+    z_tr = torch.cat([res.learn.z, res.test.z], dim=0)
+    reg_t = rate_reg(z_tr, cfg.trainee.rate_target, cfg.trainee.rate_reg, dt)
+    reg_l = rate_reg(res.lsg_z, cfg.lsg.rate_target, cfg.lsg.rate_reg, dt)
+    loss = cfg.meta.loss_omega_weight * mse_w + cfg.meta.loss_xyz_weight * mse_x + reg_t + reg_l
+    with torch.no_grad():
+        before = task_errors(res.learn.y, tasks, cfg.task.omega_scale)
+    parts = {'loss': float(loss.detach()), 'omega_mse': float(mse_w.detach()),
+             'xyz_mse': float(mse_x.detach()),
+             'xyz_mse_before': float(before['xyz_mse'].mean()),
+             'omega_mse_before': float(before['omega_mse'].mean()),
+             'rate_trainee_hz': float(z_tr.detach().mean()) / dt,
+             'rate_lsg_hz': float(res.lsg_z.detach().mean()) / dt,
+             'n_programmed': float(res.n_programmed.float().mean())}
+    return loss, parts
+
+
+class MetaTrainer:
+    """The outer loop: holds the meta-parameters, Adam, the task and noise RNGs.
+
+    Deterministic for ``cfg.seed`` (single-threaded torch), resumable from a checkpoint folder
+    written by :meth:`save` (weights, Adam moments, RNG states, iteration).
+    """
+
+    def __init__(self, cfg: L2LConfig, *, backend: Any | None = None) -> None:
+        self.cfg = cfg
+        gen = torch.Generator().manual_seed(cfg.seed + _SEED_INIT)
+        tw = init_trainee_weights(cfg.trainee, gen)
+        lw = init_lsg_weights(cfg.lsg, lsg_n_in(cfg.lsg, cfg.trainee.n_in), cfg.trainee.n_rec,
+                              gen)
+        self.params = {f'trainee.{k}': torch.nn.Parameter(v) for k, v in tw.items()}
+        self.params.update({f'lsg.{k}': torch.nn.Parameter(v) for k, v in lw.items()})
+        self.optimizer = torch.optim.Adam([self.params[k] for k in PARAM_NAMES], lr=cfg.meta.lr)
+        self.iteration = 0
+        self.task_rng = np.random.default_rng(cfg.seed + _SEED_TASKS)
+        self.noise_gen = torch.Generator().manual_seed(cfg.seed + _SEED_NOISE)
+        self.backend = backend if backend is not None else make_backend(
+            cfg, pcm=cfg.meta.pcm_in_loop, quantize=cfg.meta.quantize_in_loop)
+        self.history: list[dict[str, float]] = []
+
+    # --- helpers -------------------------------------------------------------------------------
+    def trainee_weights(self) -> dict[str, torch.Tensor]:
+        """Return the trainee meta-parameters (views with gradient) keyed w_in/w_rec/w_out."""
+        return {k.split('.', 1)[1]: v for k, v in self.params.items() if k.startswith('trainee.')}
+
+    def lsg_weights(self) -> dict[str, torch.Tensor]:
+        """Return the LSG meta-parameters keyed w_in/w_rec/w_out."""
+        return {k.split('.', 1)[1]: v for k, v in self.params.items() if k.startswith('lsg.')}
+
+    def lr(self) -> float:
+        """Return the scheduled learning rate of the current iteration."""
+        m = self.cfg.meta
+        return m.lr * m.lr_decay ** (self.iteration // m.lr_decay_every)
+
+    def loss(self, res: AdaptResult, tasks: TaskBatch) -> tuple[torch.Tensor, dict[str, float]]:
+        """Return the outer loss (scalar) and its parts (floats) for one adapted batch."""
+        return outer_loss(res, tasks, self.cfg)
+
+    def step(self) -> dict[str, float]:
+        """Run one meta-training iteration; returns the loss parts."""
+        cfg = self.cfg
+        for g in self.optimizer.param_groups:
+            g['lr'] = self.lr()
+        tasks = sample_mixed(cfg.meta.families, cfg.task, cfg.meta.batch_size, self.task_rng)
+        res = adapt(self.trainee_weights(), self.lsg_weights(), tasks, cfg,
+                    backend=self.backend, generator=self.noise_gen)
+        loss, parts = self.loss(res, tasks)
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if cfg.meta.grad_clip > 0:
+            norm = torch.nn.utils.clip_grad_norm_(list(self.params.values()), cfg.meta.grad_clip)
+            parts['grad_norm'] = float(norm)
+        self.optimizer.step()
+        with torch.no_grad():  # keep the no-autapse structure exact in the stored weights
+            for k in ('trainee.w_rec', 'lsg.w_rec'):
+                self.params[k].fill_diagonal_(0.0)
+        self.iteration += 1
+        parts['iteration'] = self.iteration
+        parts['lr'] = self.lr()
+        return parts
+
+    @torch.no_grad()
+    def validate(self, *, batches: int | None = None, tasks_per_batch: int | None = None,
+                 families: tuple[str, ...] | None = None) -> dict[str, float]:
+        """Return mean before/after errors on a fixed validation task set (seed-independent of
+        training: ``cfg.seed + 1000003``), with the training backend."""
+        cfg = self.cfg
+        rng = np.random.default_rng(cfg.seed + _SEED_VALID)
+        gen = torch.Generator().manual_seed(cfg.seed + _SEED_VALID)
+        acc: dict[str, list[float]] = {}
+        for _ in range(batches or cfg.meta.validation_batches):
+            tasks = sample_mixed(families or cfg.meta.families, cfg.task,
+                                 tasks_per_batch or cfg.meta.validation_tasks, rng)
+            res = adapt(self.trainee_weights(), self.lsg_weights(), tasks, cfg,
+                        backend=self.backend, generator=gen)
+            _, parts = self.loss(res, tasks)
+            for k, v in parts.items():
+                acc.setdefault(k, []).append(v)
+        return {f'val_{k}': float(np.mean(v)) for k, v in acc.items()}
+
+    # --- checkpoints ---------------------------------------------------------------------------
+    def numpy_weights(self) -> dict[str, np.ndarray]:
+        """Return the meta-parameters as float32 arrays keyed like the checkpoint."""
+        return {k: v.detach().cpu().numpy().astype(np.float32) for k, v in self.params.items()}
+
+    def save(self, path: str, *, extra: dict[str, Any] | None = None,
+             train_state: bool = True) -> None:
+        """Write a checkpoint folder (weights, metadata, and the resumable training state)."""
+        meta = {'config': to_dict(self.cfg), 'config_hash': config_hash(self.cfg),
+                'iteration': self.iteration, 'history_tail': self.history[-20:]}
+        meta.update(extra or {})
+        ckpt.save(path, self.numpy_weights(), meta)
+        if train_state:
+            state: dict[str, np.ndarray] = {}
+            opt = self.optimizer.state_dict()
+            for idx, name in enumerate(PARAM_NAMES):
+                st = opt['state'].get(idx)
+                if st:
+                    state[f'adam.{name}.exp_avg'] = st['exp_avg'].numpy()
+                    state[f'adam.{name}.exp_avg_sq'] = st['exp_avg_sq'].numpy()
+                    state[f'adam.{name}.step'] = np.asarray([float(st['step'])], dtype=np.float64)
+            state['rng.noise'] = self.noise_gen.get_state().numpy()
+            bg = self.task_rng.bit_generator.state
+            state['rng.tasks'] = np.frombuffer(
+                __import__('json').dumps(bg).encode(), dtype=np.uint8).copy()
+            state['iteration'] = np.asarray([self.iteration], dtype=np.int64)
+            ckpt.save_train_state(path, state)
+
+    def load(self, path: str, *, strict_config: bool = True) -> dict[str, Any]:
+        """Load weights (and the training state when present) from a checkpoint folder.
+
+        Raises:
+            CheckpointError: config hash differs from this trainer's (when `strict_config`).
+        """
+        import json
+
+        from l2l_nmhw_ros.errors import CheckpointError
+
+        weights, meta = ckpt.load(path)
+        if strict_config and meta.get('config_hash') != config_hash(self.cfg):
+            raise CheckpointError(f'{path}: config hash {meta.get("config_hash")} differs from '
+                                  f'the current configuration {config_hash(self.cfg)}')
+        with torch.no_grad():
+            for k in PARAM_NAMES:
+                if tuple(weights[k].shape) != tuple(self.params[k].shape):
+                    raise CheckpointError(f'{path}: {k} has shape {weights[k].shape}, expected '
+                                          f'{tuple(self.params[k].shape)}')
+                self.params[k].copy_(torch.as_tensor(weights[k]))
+        self.iteration = int(meta.get('iteration', 0))
+        self.history = list(meta.get('history_tail', []))
+        state = ckpt.load_train_state(path)
+        if state is not None:
+            opt = self.optimizer.state_dict()
+            for idx, name in enumerate(PARAM_NAMES):
+                if f'adam.{name}.exp_avg' in state:
+                    opt['state'][idx] = {
+                        'step': torch.tensor(float(state[f'adam.{name}.step'][0])),
+                        'exp_avg': torch.as_tensor(state[f'adam.{name}.exp_avg']).clone(),
+                        'exp_avg_sq': torch.as_tensor(state[f'adam.{name}.exp_avg_sq']).clone()}
+            self.optimizer.load_state_dict(opt)
+            self.noise_gen.set_state(torch.as_tensor(state['rng.noise']).to(torch.uint8))
+            self.task_rng.bit_generator.state = json.loads(bytes(state['rng.tasks']).decode())
+            self.iteration = int(state['iteration'][0])
+        return meta
+
+    def train(self, iterations: int, *, on_step: Callable[[dict[str, float]], None] | None = None,
+              on_validate: Callable[[dict[str, float]], None] | None = None,
+              on_checkpoint: Callable[[], None] | None = None) -> None:
+        """Run meta-training up to `iterations` in total (continues from ``self.iteration``)."""
+        m = self.cfg.meta
+        while self.iteration < iterations:
+            parts = self.step()
+            self.history.append(parts)
+            if on_step:
+                on_step(parts)
+            if on_validate and self.iteration % m.validate_every == 0:
+                on_validate(self.validate())
+            if on_checkpoint and (self.iteration % m.checkpoint_every == 0
+                                  or self.iteration == iterations):
+                on_checkpoint()
+
+
+def replace_meta(cfg: L2LConfig, **kw: Any) -> L2LConfig:
+    """Return `cfg` with fields of its ``meta`` section replaced."""
+    return dataclasses.replace(cfg, meta=dataclasses.replace(cfg.meta, **kw))
+
+
+def trial_spike_count(trial: TrialResult) -> int:
+    """Return the total number of spikes of a trial."""
+    return int(trial.z.detach().sum())

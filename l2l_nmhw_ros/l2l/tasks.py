@@ -1,0 +1,248 @@
+"""Task families: what one "task" (one target trajectory of the 2 used joints) is.
+
+All generators are seeded through a ``numpy.random.Generator`` and return a :class:`TaskBatch` of
+torch tensors, sequences time-major (time, batch, n). The trainee's readout is the joint angular
+velocity omega (units of the paper code's integrator); joint angles follow
+q^t = q0 + omega_scale * sum_{s<=t} omega^s (paper code: q0 = 0, omega_scale = 0.01), and the
+Cartesian target is the forward kinematics of q
+(:func:`l2l_nmhw_ros.arm.kinematics.forward_kinematics`; base and shoulder joints, elbow and
+wrist at 0).
+
+Families:
+- ``brownian``: the paper code's smoothed Brownian joint velocities
+  (``datasets/trajectories.py::BrownianTrajectoriesScorbot``).
+- ``reach``: a minimum-jerk joint path from the home pose q = 0 to a joint configuration drawn
+  uniformly in the safe ranges, whose end-effector travel is at least ``reach_min_distance``.
+- ``reference``: the real ED-Scorbot's recorded square and lemniscate trajectories (joints 1-2),
+  resampled to ``n_steps`` (needs ``../shared/data/ed_scorbot``).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from scipy.signal import fftconvolve
+
+from l2l_nmhw_ros.arm.kinematics import forward_kinematics
+from l2l_nmhw_ros.config import TaskConfig
+
+__all__ = ['FAMILIES', 'TaskBatch', 'brownian', 'default_reference_dir', 'make_tasks', 'reach',
+           'reference', 'sample_mixed']
+
+FAMILIES = ('reach', 'brownian', 'reference')
+N_JOINTS = 2  # base and shoulder (paper code: --joints [0,1])
+# Safety cap on rejection-sampling rounds of `reach` (each round draws the whole batch again).
+_REACH_MAX_ROUNDS = 1000
+
+
+@dataclass(frozen=True)
+class TaskBatch:
+    """A batch of target trajectories.
+
+    Attributes:
+        omega: target joint angular velocities (time, batch, 2) [integrator units].
+        q: target joint angles (time, batch, 2) [rad].
+        xyz: target end-effector positions (time, batch, 3) [m].
+        q0: start angles (batch, 2) [rad] (0 = home, except for ``reference``).
+        family: family name per task (tuple of length batch).
+    """
+
+    omega: torch.Tensor
+    q: torch.Tensor
+    xyz: torch.Tensor
+    q0: torch.Tensor
+    family: tuple[str, ...]
+
+    @property
+    def batch(self) -> int:
+        """Number of tasks."""
+        return int(self.omega.shape[1])
+
+
+def _pack(omega: np.ndarray, q: np.ndarray, q0: np.ndarray, family: str,
+          dtype: torch.dtype) -> TaskBatch:
+    # omega, q: (batch, time, 2) float64 -> time-major tensors
+    xyz = forward_kinematics(q)
+    def tm(a: np.ndarray) -> torch.Tensor:
+        return torch.as_tensor(np.ascontiguousarray(np.swapaxes(a, 0, 1)), dtype=dtype)
+    return TaskBatch(tm(omega), tm(q), tm(xyz), torch.as_tensor(q0, dtype=dtype),
+                     (family,) * omega.shape[0])
+
+
+def _limits(cfg: TaskConfig) -> tuple[np.ndarray, np.ndarray]:
+    return np.asarray(cfg.joint_lo[:N_JOINTS]), np.asarray(cfg.joint_hi[:N_JOINTS])
+
+
+def hann_periodic(n: int) -> np.ndarray:
+    """Return the normalised periodic Hann window of length `n` (TF ``hann_window`` default)."""
+    k = np.arange(n)
+    w = 0.5 - 0.5 * np.cos(2.0 * math.pi * k / n)
+    return w / w.sum()
+
+
+def brownian(cfg: TaskConfig, batch: int, rng: np.random.Generator, *,
+             dtype: torch.dtype = torch.float32) -> TaskBatch:
+    """Return `batch` tasks of the paper code's smoothed-Brownian family.
+
+    Per task and joint: a random walk of ``n_steps`` samples from 0 with increments
+    N(0, (delta sqrt(dt_b))^2); smoothed with a normalised periodic Hann window of length N
+    (front padded with N - 1 zeros, back with the last N - 1 samples reversed, 'valid'
+    convolution, samples N//2 ... N//2 + n_steps - 1 kept); omega clipped to [-pi, pi]; angles
+    q = omega_scale cumsum(omega) clipped to the safe ranges (omega is not corrected for that clip,
+    as in the paper code); xyz = FK(q).
+
+    Raises:
+        ValueError: if `batch` < 1 or the window is longer than n_steps + 1.
+    """
+    if batch < 1:
+        raise ValueError(f'batch must be >= 1, got {batch}')
+    n_steps, n_win = cfg.n_steps, cfg.smoothing_window
+    if n_win - 1 > n_steps:
+        raise ValueError(f'task.smoothing_window = {n_win} needs n_steps >= {n_win - 1}')
+    sd = cfg.brownian_delta * math.sqrt(cfg.brownian_dt)
+    incr = rng.normal(0.0, sd, size=(batch, n_steps - 1, N_JOINTS))
+    walk = np.concatenate([np.zeros((batch, 1, N_JOINTS)), np.cumsum(incr, axis=1)], axis=1)
+    pad = n_win - 1
+    padded = np.concatenate([np.zeros((batch, pad, N_JOINTS)), walk,
+                             walk[:, -pad:, :][:, ::-1, :] if pad else walk[:, :0]], axis=1)
+    smooth = fftconvolve(padded, hann_periodic(n_win)[None, :, None], mode='valid', axes=1)
+    start = n_win // 2
+    omega = np.clip(smooth[:, start:start + n_steps, :], -math.pi, math.pi)
+    lo, hi = _limits(cfg)
+    q = np.clip(cfg.omega_scale * np.cumsum(omega, axis=1), lo, hi)
+    return _pack(omega, q, np.zeros((batch, N_JOINTS)), 'brownian', dtype)
+
+
+def minimum_jerk(n_steps: int) -> np.ndarray:
+    """Return the minimum-jerk profile s(tau) = 10 tau^3 - 15 tau^4 + 6 tau^5 at
+    tau = (t + 1) / n_steps, t = 0 .. n_steps - 1 (so s = 1 at the last step), shape (n_steps,)."""
+    tau = np.arange(1, n_steps + 1) / n_steps
+    return tau ** 3 * (10.0 - 15.0 * tau + 6.0 * tau ** 2)
+
+
+def reach(cfg: TaskConfig, batch: int, rng: np.random.Generator, *,
+          dtype: torch.dtype = torch.float32) -> TaskBatch:
+    """Return `batch` reach tasks: minimum-jerk joint paths from home (q = 0) to a goal.
+
+    Goals are uniform in the safe ranges (``joint_lo`` .. ``joint_hi``), redrawn until the
+    end-effector travel |FK(q_goal) - FK(0)| >= ``reach_min_distance``. q^t = q_goal s(t)
+    (:func:`minimum_jerk`); omega^t = (q^t - q^{t-1}) / omega_scale with q^{-1} = 0, so the
+    integrator reproduces q exactly.
+
+    Raises:
+        ValueError: if `batch` < 1 or ``omega_scale`` is 0.
+        RuntimeError: if no goal far enough is found (reach_min_distance too large).
+    """
+    if batch < 1:
+        raise ValueError(f'batch must be >= 1, got {batch}')
+    if cfg.omega_scale <= 0:
+        raise ValueError('task.omega_scale must be > 0 for reach tasks')
+    lo, hi = _limits(cfg)
+    home = forward_kinematics(np.zeros(N_JOINTS))
+    goals = np.empty((batch, N_JOINTS))
+    todo = np.arange(batch)
+    for _ in range(_REACH_MAX_ROUNDS):
+        cand = rng.uniform(lo, hi, size=(todo.size, N_JOINTS))
+        ok = np.linalg.norm(forward_kinematics(cand) - home, axis=-1) >= cfg.reach_min_distance
+        goals[todo[ok]] = cand[ok]
+        todo = todo[~ok]
+        if todo.size == 0:
+            break
+    else:
+        raise RuntimeError(f'reach: no goal with travel >= {cfg.reach_min_distance} m found')
+    s = minimum_jerk(cfg.n_steps)
+    q = goals[:, None, :] * s[None, :, None]
+    q_prev = np.concatenate([np.zeros((batch, 1, N_JOINTS)), q[:, :-1]], axis=1)
+    omega = (q - q_prev) / cfg.omega_scale
+    return _pack(omega, q, np.zeros((batch, N_JOINTS)), 'reach', dtype)
+
+
+def default_reference_dir() -> Path:
+    """Return ``<repo>/../shared/data/ed_scorbot/trajectories`` (the project's reference data)."""
+    return Path(__file__).resolve().parents[2].parent / 'shared' / 'data' / 'ed_scorbot' / \
+        'trajectories'
+
+
+def load_reference(cfg: TaskConfig, data_dir: str | Path | None = None) -> list[tuple[str,
+                                                                                       np.ndarray]]:
+    """Return [(name, q (n_steps, 2) rad)] of the recorded ED-Scorbot trajectories, resampled.
+
+    Reads ``<data_dir>/*/joints_degrees.json`` (lists of 7 joint angles in degrees per point;
+    joints 1-2 used), converts to rad and resamples linearly over the point index to n_steps.
+
+    Raises:
+        FileNotFoundError: if the folder or its trajectories are absent.
+    """
+    root = Path(data_dir) if data_dir is not None else default_reference_dir()
+    files = sorted(root.glob('*/joints_degrees.json')) if root.is_dir() else []
+    if not files:
+        raise FileNotFoundError(
+            f'reference task family: no */joints_degrees.json under {root} (the ED-Scorbot '
+            'reference trajectories live in ../shared/data/ed_scorbot/trajectories; pass '
+            'data_dir or use the reach/brownian families)')
+    out = []
+    for f in files:
+        pts = np.asarray(json.loads(f.read_text(encoding='utf-8')), dtype=np.float64)
+        if pts.ndim != 2 or pts.shape[1] < N_JOINTS or len(pts) < 2:
+            raise ValueError(f'{f}: expected a list of joint-angle lists, got shape {pts.shape}')
+        q = np.deg2rad(pts[:, :N_JOINTS])
+        src = np.linspace(0.0, len(q) - 1.0, cfg.n_steps)
+        idx = np.arange(len(q))
+        out.append((f.parent.name, np.stack([np.interp(src, idx, q[:, j])
+                                             for j in range(N_JOINTS)], axis=-1)))
+    return out
+
+
+def reference(cfg: TaskConfig, batch: int, rng: np.random.Generator, *,
+              dtype: torch.dtype = torch.float32,
+              data_dir: str | Path | None = None) -> TaskBatch:
+    """Return `batch` tasks drawn (uniformly, with replacement) from the recorded trajectories.
+
+    q0 = the trajectory's first point; omega^0 = 0 and omega^t = (q^t - q^{t-1}) / omega_scale.
+
+    Raises:
+        FileNotFoundError: if the reference data are absent (see :func:`load_reference`).
+    """
+    if batch < 1:
+        raise ValueError(f'batch must be >= 1, got {batch}')
+    trajs = load_reference(cfg, data_dir)
+    pick = rng.integers(0, len(trajs), size=batch)
+    q = np.stack([trajs[i][1] for i in pick])  # (batch, time, 2)
+    omega = np.concatenate([np.zeros((batch, 1, N_JOINTS)), np.diff(q, axis=1)],
+                           axis=1) / cfg.omega_scale
+    return _pack(omega, q, q[:, 0, :], 'reference', dtype)
+
+
+_GENERATORS = {'reach': reach, 'brownian': brownian, 'reference': reference}
+
+
+def make_tasks(family: str, cfg: TaskConfig, batch: int, rng: np.random.Generator, *,
+               dtype: torch.dtype = torch.float32) -> TaskBatch:
+    """Return `batch` tasks of `family` (one of :data:`FAMILIES`).
+
+    Raises:
+        ValueError: unknown family.
+    """
+    if family not in _GENERATORS:
+        raise ValueError(f'family: expected one of {list(FAMILIES)}, got {family!r}')
+    return _GENERATORS[family](cfg, batch, rng, dtype=dtype)
+
+
+def sample_mixed(families: tuple[str, ...] | list[str], cfg: TaskConfig, batch: int,
+                 rng: np.random.Generator, *, dtype: torch.dtype = torch.float32) -> TaskBatch:
+    """Return `batch` tasks split as evenly as possible over `families` (concatenated in order)."""
+    if not families:
+        raise ValueError('families: at least one family')
+    sizes = [batch // len(families) + (i < batch % len(families)) for i in range(len(families))]
+    parts = [make_tasks(f, cfg, n, rng, dtype=dtype) for f, n in zip(families, sizes, strict=True)
+             if n]
+    if len(parts) == 1:
+        return parts[0]
+    return TaskBatch(torch.cat([p.omega for p in parts], 1), torch.cat([p.q for p in parts], 1),
+                     torch.cat([p.xyz for p in parts], 1), torch.cat([p.q0 for p in parts], 0),
+                     sum((p.family for p in parts), ()))
