@@ -141,6 +141,11 @@ class MetaTrainer:
         self.noise_gen = torch.Generator().manual_seed(cfg.seed + _SEED_NOISE)
         self.backend = backend if backend is not None else make_backend(
             cfg, pcm=cfg.meta.pcm_in_loop, quantize=cfg.meta.quantize_in_loop)
+        # the software share of a mixed batch (meta.pcm_fraction < 1)
+        self.soft_backend = make_backend(cfg, pcm=False, quantize=cfg.meta.quantize_in_loop)
+        if backend is None and cfg.meta.pcm_in_loop and not cfg.meta.pcm_read_noise_in_loop:
+            self.backend = make_backend(dataclasses.replace(
+                cfg, pcm=dataclasses.replace(cfg.pcm, read_noise=False)), pcm=True, quantize=True)
         self.history: list[dict[str, float]] = []
 
     # --- helpers -------------------------------------------------------------------------------
@@ -161,15 +166,35 @@ class MetaTrainer:
         """Return the outer loss (scalar) and its parts (floats) for one adapted batch."""
         return outer_loss(res, tasks, self.cfg)
 
+    def _adapt_loss(self, tasks: TaskBatch, gen: torch.Generator
+                    ) -> tuple[torch.Tensor, dict[str, float]]:
+        """Adapt and score a batch, splitting it between PCM and software per pcm_fraction."""
+        m = self.cfg.meta
+        n_pcm = tasks.batch
+        if m.pcm_in_loop and m.pcm_fraction < 1.0:
+            n_pcm = int(round(m.pcm_fraction * tasks.batch))
+        parts_list = []
+        total = None
+        for lo, hi, backend in ((0, n_pcm, self.backend), (n_pcm, tasks.batch, self.soft_backend)):
+            if hi <= lo:
+                continue
+            sub = tasks.subset(lo, hi) if (lo, hi) != (0, tasks.batch) else tasks
+            res = adapt(self.trainee_weights(), self.lsg_weights(), sub, self.cfg,
+                        backend=backend, generator=gen)
+            loss, parts = self.loss(res, sub)
+            w = (hi - lo) / tasks.batch
+            total = loss * w if total is None else total + loss * w
+            parts_list.append((w, parts))
+        merged = {k: sum(w * p[k] for w, p in parts_list) for k in parts_list[0][1]}
+        return total, merged
+
     def step(self) -> dict[str, float]:
         """Run one meta-training iteration; returns the loss parts."""
         cfg = self.cfg
         for g in self.optimizer.param_groups:
             g['lr'] = self.lr()
         tasks = sample_mixed(cfg.meta.families, cfg.task, cfg.meta.batch_size, self.task_rng)
-        res = adapt(self.trainee_weights(), self.lsg_weights(), tasks, cfg,
-                    backend=self.backend, generator=self.noise_gen)
-        loss, parts = self.loss(res, tasks)
+        loss, parts = self._adapt_loss(tasks, self.noise_gen)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         if cfg.meta.grad_clip > 0:
@@ -196,9 +221,7 @@ class MetaTrainer:
         for _ in range(batches or cfg.meta.validation_batches):
             tasks = sample_mixed(families or cfg.meta.families, cfg.task,
                                  tasks_per_batch or cfg.meta.validation_tasks, rng)
-            res = adapt(self.trainee_weights(), self.lsg_weights(), tasks, cfg,
-                        backend=self.backend, generator=gen)
-            _, parts = self.loss(res, tasks)
+            _, parts = self._adapt_loss(tasks, gen)
             for k, v in parts.items():
                 acc.setdefault(k, []).append(v)
         return {f'val_{k}': float(np.mean(v)) for k, v in acc.items()}
