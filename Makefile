@@ -51,6 +51,9 @@ test-all: venv
 	$(ros_env); $(PY) -m pytest --run-slow $(PYTEST_ARGS)
 
 bench: venv
+	@$(PY) -c 'import aihwkit' 2>/dev/null || $(PY) -m pip install --quiet --no-deps \
+		-r requirements-bench.txt 2>&1 | grep -v '^WARNING: Location' || \
+		echo 'aihwkit (optional) not installed: its benchmark side will be skipped'
 	$(ros_env); $(PY) -m bench.run $(if $(QUICK),--quick,)
 
 lint: venv

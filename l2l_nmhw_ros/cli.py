@@ -16,8 +16,11 @@ import sys
 COMMANDS: dict[str, tuple[str, str]] = {
     'demo': ('l2l_nmhw_ros.demo', 'run the main job on the embedded defaults'),
     'config': ('l2l_nmhw_ros.config_cli', 'print the effective configuration (after overrides)'),
+    'pcm': ('l2l_nmhw_ros.pcm.cli', 'PCM emulator tools: characterize the device model'),
     'train': ('l2l_nmhw_ros.l2l.train_cli', 'meta-train the trainee and the LSG (L2L outer loop)'),
     'eval': ('l2l_nmhw_ros.l2l.evaluate', 'evaluate a checkpoint on unseen tasks (software, PCM)'),
+    'import-checkpoint': ('l2l_nmhw_ros.l2l.published_cli', 'import the published pickles'),
+    'fidelity': ('l2l_nmhw_ros.l2l.fidelity_cli', 'published checkpoint: SW vs PCM, brownian'),
 }
 
 

@@ -306,13 +306,26 @@ class ArmConfig(_Section):
     cmd_timeout: float = param(0.5, 's', 'Stale-command watchdog: hold the measured position '
                                'when no command arrived for this long', lo=1e-3)
     max_velocity: float = param(1.0, 'rad/s', 'Velocity limit (URDF: 1.0 rad/s)', lo=1e-6)
+    max_acceleration: float = param(5.0, 'rad/s^2', 'Acceleration limit of the safety filter\'s '
+                                    'target (our choice; the URDF has none)', lo=1e-3)
     sim_dt: float = param(0.004, 's', 'PyBullet fixed time step', lo=1e-5, hi=0.1)
     publish_rate: float = param(50.0, 'Hz', 'joint_states publishing rate', lo=1.0)
+    real_time_factor: float = param(1.0, '1', 'arm_sim: simulated seconds per wall-clock second',
+                                    lo=0.01, hi=100.0)
+    publish_clock: bool = param(False, '', 'arm_sim owns the time: publish /clock (sim time); '
+                                'run the other nodes with use_sim_time')
+    gravity: float = param(9.80665, 'm/s^2', 'arm_sim: gravitational acceleration', lo=0.0,
+                           hi=20.0)
+    urdf: str = param('', '', 'URDF file; empty = the package\'s urdf/ed_scorbot.urdf')
     fpga_host: str = param('127.0.0.1', '', 'ED-Scorbot FPGA address (real arm only)')
     fpga_port: int = param(25000, '1', 'ED-Scorbot FPGA UDP port for joint references', lo=1,
                            hi=65535)
-    feedback_port: int = param(26000, '1', 'UDP port on which the FPGA reports encoder counts',
-                               lo=0, hi=65535)
+    feedback_port: int = param(26000, '1', 'UDP port on which the FPGA reports encoder counts '
+                               '(0 = no feedback: joint_states are not published)', lo=0,
+                               hi=65535)
+    feedback_host: str = param('0.0.0.0', '', 'Local address the feedback socket binds to')
+    feedback_timeout: float = param(0.5, 's', 'Encoder feedback older than this is stale: '
+                                    'joint_states stop, diagnostics report an error', lo=1e-3)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -1,0 +1,1 @@
+"""Benchmarks (``make bench``; ``make bench QUICK=1`` for the short run)."""

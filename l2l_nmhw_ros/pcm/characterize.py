@@ -1,0 +1,281 @@
+"""Device characterisation of the emulated PCM array: measured vs model statistics and plots.
+
+:func:`characterize` programs a sweep of target conductances on a large crossbar (every target on
+``rows_per_level × 256`` weights, i.e. ``× n_devices`` G+ devices), reads it from 1 s to 1 day and
+compares, per target level ĝ:
+
+- programming error SD (g_prog − g_target) with σ_prog(ĝ) censored at [0, g_max],
+- drift exponent ν (recovered from the drift between programming and the last read time) mean
+  and SD with the folded normal |N(μ_ν, σ_ν²)|,
+- drift of the mean, mean g(t) / mean g_prog, with E[(t/t0)^−ν] of the folded normal,
+- read-noise SD of one noisy read (read − true conductance) with the RMS of the 1/f formula over
+  the devices.
+
+Every measured value comes with its standard error (SE), from the sample size, so ``z`` =
+(measured − model) / SE is the number a hardware researcher reads first (|z| < 3 expected).
+
+References:
+    Nandakumar et al., ICECS 2019 (the statistics and their plots); aihwkit ``PCMLikeNoiseModel``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from pathlib import Path
+from typing import Any
+
+import torch
+from scipy import stats
+
+from l2l_nmhw_ros.config import PCMConfig
+from l2l_nmhw_ros.pcm import device
+from l2l_nmhw_ros.pcm.crossbar import Crossbar
+
+__all__ = ['DEFAULT_LEVELS', 'DEFAULT_TIMES', 'censored_normal_sd', 'characterize',
+           'folded_normal_mgf', 'folded_normal_moments', 'format_table', 'write_plots']
+
+#: Target levels ĝ (on the 1/16 update grid, so that one update programs them exactly).
+DEFAULT_LEVELS = (1 / 16, 2 / 16, 3 / 16, 4 / 16, 6 / 16, 8 / 16, 10 / 16, 12 / 16, 14 / 16, 1.0)
+#: Read times after programming [s]: 1 s ... 1 day.
+DEFAULT_TIMES = (1.0, 10.0, 100.0, 1000.0, 3600.0, 86400.0)
+_N_PRE = 256
+
+
+def folded_normal_moments(mu: float, sd: float) -> tuple[float, float]:
+    """Return mean and SD of |X|, X ~ N(mu, sd²)."""
+    a = mu / sd
+    mean = sd * math.sqrt(2 / math.pi) * math.exp(-a * a / 2) + mu * (1 - 2 * stats.norm.cdf(-a))
+    return mean, math.sqrt(max(mu * mu + sd * sd - mean * mean, 0.0))
+
+
+def folded_normal_mgf(mu: float, sd: float, s: float) -> float:
+    """Return E[exp(−s |X|)], X ~ N(mu, sd²) (the mean drift factor for s = ln(t/t0))."""
+    a = mu / sd
+    pos = math.exp(-s * mu + s * s * sd * sd / 2) * stats.norm.cdf(a - s * sd)
+    neg = math.exp(s * mu + s * s * sd * sd / 2) * stats.norm.cdf(-a - s * sd)
+    return float(pos + neg)
+
+
+def censored_normal_sd(mu: float, sd: float, lo: float, hi: float) -> float:
+    """Return the SD of clip(X, lo, hi), X ~ N(mu, sd²) (programming noise clipped to
+    [0, g_max])."""
+    if sd <= 0:
+        return 0.0
+    al, be = (lo - mu) / sd, (hi - mu) / sd
+    pa, pb = stats.norm.cdf(al), stats.norm.cdf(be)
+    fa, fb = stats.norm.pdf(al), stats.norm.pdf(be)
+    m1 = lo * pa + hi * (1 - pb) + mu * (pb - pa) + sd * (fa - fb)
+    m2 = (lo * lo * pa + hi * hi * (1 - pb) + (mu * mu + sd * sd) * (pb - pa)
+          + 2 * mu * sd * (fa - fb) + sd * sd * (al * fa - be * fb))
+    return math.sqrt(max(m2 - m1 * m1, 0.0))
+
+
+def _stat(measured: float, model: float, se: float) -> dict[str, float]:
+    return {'measured': measured, 'model': model, 'se': se,
+            'z': (measured - model) / se if se > 0 else 0.0}
+
+
+def characterize(cfg: PCMConfig, *, levels: tuple[float, ...] = DEFAULT_LEVELS,
+                 times: tuple[float, ...] = DEFAULT_TIMES, rows_per_level: int = 32,
+                 seed: int = 0) -> dict[str, Any]:
+    """Program a sweep of targets, read it over time and compare with the model.
+
+    Args:
+        cfg: the ``pcm`` config (its preset decides the time mode; ``paper_code`` has no clock).
+        levels: target conductances ĝ = g / g_max in (0, 1].
+        times: read times after programming [s], increasing, > 0.
+        rows_per_level: crossbar rows per level (each row has 256 weights × n_devices devices).
+        seed: seed of the crossbar's generator.
+
+    Returns:
+        A JSON-ready dict: ``preset``, ``g_max``, ``devices_per_level``, ``times`` and ``levels``,
+        a list with, per level, ``g_hat``, ``prog_sd``, ``nu_mean``, ``nu_sd`` (each measured,
+        model, se, z) and ``read_sd``, ``drift_mean`` (lists over ``times``).
+
+    Raises:
+        ValueError: bad levels, times or sizes.
+    """
+    if not levels or any(not 0.0 < g <= 1.0 for g in levels):
+        raise ValueError(f'levels: expected values in (0, 1], got {levels!r}')
+    if not times or any(t <= 0 for t in times) or list(times) != sorted(times):
+        raise ValueError(f'times: expected increasing positive times [s], got {times!r}')
+    if rows_per_level < 1:
+        raise ValueError(f'rows_per_level: expected >= 1, got {rows_per_level}')
+    cfg = dataclasses.replace(cfg, delta_w_step=0.0, stochastic_rounding=False,
+                              drift_compensation=False)
+    n_lv = len(levels)
+    xb = Crossbar(cfg, n_lv * rows_per_level, _N_PRE, seed, dtype=torch.float64)
+    target = torch.tensor(levels, dtype=torch.float64).repeat_interleave(rows_per_level)
+    w = (target * cfg.w_max).unsqueeze(1).expand(-1, _N_PRE).contiguous()
+    # an update from the empty array programs every target with programming noise in every preset
+    xb.update(w, 0.0)
+    g_prog = xb.g_plus.reshape(cfg.n_devices, n_lv, rows_per_level * _N_PRE)
+    nu = xb.nu[0].reshape(cfg.n_devices, n_lv, -1)
+    per_level = lambda x: x.transpose(0, 1).reshape(n_lv, -1)  # noqa: E731
+    g_prog, nu = per_level(g_prog), per_level(nu)
+    n = g_prog.shape[1]
+    reads = {}
+    for t in times:
+        true = per_level(xb.conductances(t)[0].reshape(cfg.n_devices, n_lv, -1))
+        noisy = per_level(xb.read_conductances(t)[0].reshape(cfg.n_devices, n_lv, -1))
+        reads[t] = (true, noisy)
+    physical = cfg.preset == 'physical'
+    drift_on = cfg.preset != 'ideal' and cfg.drift
+    t_last = times[-1]
+    ratio_last = (t_last + cfg.t0) / cfg.t0 if physical else cfg.drift_t_ratio
+    out_levels = []
+    for i, g_hat in enumerate(levels):
+        gh = torch.tensor(g_hat, dtype=torch.float64)
+        g_t = g_hat * cfg.g_max
+        err = g_prog[i] - g_t
+        prog_on = cfg.preset != 'ideal' and cfg.prog_noise
+        sig = float(device.sigma_prog(gh, cfg)) if prog_on else 0.0
+        sd_meas = float(err.std())
+        # paper_code shares one draw by the N devices of a weight: n / N independent samples
+        n_ind = n // cfg.n_devices if cfg.preset == 'paper_code' else n
+        row: dict[str, Any] = {
+            'g_hat': g_hat, 'g_target': g_t,
+            'prog_sd': _stat(sd_meas, censored_normal_sd(g_t, sig, 0.0, cfg.g_max),
+                             sd_meas / math.sqrt(2 * (n_ind - 1)))}
+        mu_nu, sd_nu = float(device.nu_mean(gh, cfg)), float(device.nu_std(gh, cfg))
+        f_mean, f_sd = folded_normal_moments(mu_nu, sd_nu) if drift_on else (0.0, 0.0)
+        true_last = reads[t_last][0][i]
+        pos = g_prog[i] > 0
+        if drift_on and ratio_last > 1.0:
+            nu_meas = -torch.log(true_last[pos] / g_prog[i][pos]) / math.log(ratio_last)
+        else:
+            nu_meas = nu[i][pos]
+        nm, ns = float(nu_meas.mean()), float(nu_meas.std())
+        row['nu_mean'] = _stat(nm, f_mean, ns / math.sqrt(n_ind) if ns > 0 else 0.0)
+        row['nu_sd'] = _stat(ns, f_sd, ns / math.sqrt(2 * (n_ind - 1)))
+        row['read_sd'], row['drift_mean'] = [], []
+        for t in times:
+            true, noisy = reads[t][0][i], reads[t][1][i]
+            resid = noisy - true
+            model_sd = _model_read_sd(true, g_prog[i], t, cfg)
+            rs = float(resid.std())
+            row['read_sd'].append({'t': t, **_stat(rs, model_sd, rs / math.sqrt(2 * (n - 1)))})
+            ratio = (t + cfg.t0) / cfg.t0 if physical else cfg.drift_t_ratio
+            model_drift = folded_normal_mgf(mu_nu, sd_nu, math.log(ratio)) if drift_on else 1.0
+            fac = true / g_prog[i].mean()
+            row['drift_mean'].append({'t': t, **_stat(
+                float(fac.mean()), model_drift, float(fac.std()) / math.sqrt(n_ind))})
+        out_levels.append(row)
+    return {'preset': cfg.preset, 'g_max': cfg.g_max, 'n_devices': cfg.n_devices,
+            'devices_per_level': n, 'times': list(times), 'levels': out_levels}
+
+
+def _model_read_sd(true: torch.Tensor, g_prog: torch.Tensor, t: float, cfg: PCMConfig) -> float:
+    """RMS over devices of the 1/f read-noise SD formula [µS] at read time ``t``."""
+    if cfg.preset == 'ideal' or not cfg.read_noise:
+        return 0.0
+    if cfg.preset == 'paper_code':
+        sd = true * device.q_s_micro(true, cfg) * device.read_noise_log_term(
+            cfg.read_noise_t, cfg, paper_code=True)
+    else:
+        sd = true * device.q_s_hat(g_prog / cfg.g_max, cfg) * device.read_noise_log_term(
+            t + cfg.t0, cfg, paper_code=False)
+    return float(torch.sqrt((sd * sd).mean()))
+
+
+def _fmt_t(t: float) -> str:
+    for unit, s in (('d', 86400.0), ('h', 3600.0), ('min', 60.0)):
+        if t >= s:
+            return f'{t / s:.3g} {unit}'
+    return f'{t:g} s'
+
+
+def format_table(result: dict[str, Any]) -> str:
+    """Return the characterisation as plain-text tables (measured / model / z per level)."""
+    lines = [f"PCM characterisation: preset {result['preset']}, g_max {result['g_max']} µS, "
+             f"{result['devices_per_level']} devices per level "
+             f"({result['n_devices']} per polarity per weight)", '',
+             'programming error and drift exponent (model in brackets, z = (meas - model) / SE)',
+             f"{'g_hat':>6} {'g [µS]':>7} | {'prog SD [µS]':>22} | {'nu mean':>22} | "
+             f"{'nu SD':>22}"]
+    for r in result['levels']:
+        cells = [f"{r[k]['measured']:.4f} ({r[k]['model']:.4f}) {r[k]['z']:+5.1f}"
+                 for k in ('prog_sd', 'nu_mean', 'nu_sd')]
+        lines.append(f"{r['g_hat']:6.3f} {r['g_target']:7.2f} | " + ' | '.join(
+            f'{c:>22}' for c in cells))
+    times = result['times']
+    for key, title, fmt in (('read_sd', 'read-noise SD [µS] vs time after programming', '.4f'),
+                            ('drift_mean', 'drift of the mean, mean g(t) / mean g_prog', '.4f')):
+        lines += ['', title + ' (measured (model))',
+                  f"{'g_hat':>6} | " + ' | '.join(f'{_fmt_t(t):>17}' for t in times)]
+        for r in result['levels']:
+            cells = [f"{c['measured']:{fmt}} ({c['model']:{fmt}})" for c in r[key]]
+            lines.append(f"{r['g_hat']:6.3f} | " + ' | '.join(f'{c:>17}' for c in cells))
+    zs = [abs(r[k]['z']) for r in result['levels'] for k in ('prog_sd', 'nu_mean', 'nu_sd')]
+    zs += [abs(c['z']) for r in result['levels'] for k in ('read_sd', 'drift_mean')
+           for c in r[k]]
+    lines += ['', f'max |z| over all {len(zs)} statistics: {max(zs):.2f}']
+    return '\n'.join(lines)
+
+
+def write_plots(result: dict[str, Any], cfg: PCMConfig, out_dir: str | Path) -> list[Path]:
+    """Write the characterisation plots (PNG, matplotlib Agg) to ``out_dir``; return the paths.
+
+    prog_noise.png (σ_prog vs ĝ), drift_nu.png (ν mean and SD vs ĝ), drift_mean.png (mean
+    g(t)/g_prog vs t), read_noise.png (read SD vs t).
+    """
+    import matplotlib
+
+    matplotlib.use('Agg')
+    import matplotlib.pyplot as plt
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    lv = result['levels']
+    gh = [r['g_hat'] for r in lv]
+    grid = torch.linspace(0.0, 1.0, 201, dtype=torch.float64)
+    paths = []
+
+    fig, ax = plt.subplots(figsize=(5, 3.6))
+    ax.plot(grid * cfg.g_max, device.sigma_prog(grid, cfg), 'k-', label='model σ_prog(ĝ)')
+    ax.errorbar([r['g_target'] for r in lv], [r['prog_sd']['measured'] for r in lv],
+                yerr=[r['prog_sd']['se'] for r in lv], fmt='o', label='measured')
+    ax.set(xlabel='target conductance [µS]', ylabel='programming error SD [µS]',
+           title=f"programming noise ({result['preset']})")
+    ax.legend()
+    paths.append(_save(fig, out / 'prog_noise.png'))
+
+    fig, ax = plt.subplots(figsize=(5, 3.6))
+    mom = [folded_normal_moments(float(device.nu_mean(g, cfg)), float(device.nu_std(g, cfg)))
+           for g in grid[1:]]
+    ax.plot(grid[1:] * cfg.g_max, [m[0] for m in mom], 'k-', label='model mean |N(μ_ν, σ_ν)|')
+    ax.plot(grid[1:] * cfg.g_max, [m[1] for m in mom], 'k--', label='model SD')
+    ax.errorbar([r['g_target'] for r in lv], [r['nu_mean']['measured'] for r in lv],
+                yerr=[r['nu_mean']['se'] for r in lv], fmt='o', label='measured mean')
+    ax.plot([r['g_target'] for r in lv], [r['nu_sd']['measured'] for r in lv], 's',
+            label='measured SD')
+    ax.set(xlabel='target conductance [µS]', ylabel='drift exponent ν', title='drift exponent')
+    ax.legend(fontsize=7)
+    paths.append(_save(fig, out / 'drift_nu.png'))
+
+    for key, name, ylabel in (('drift_mean', 'drift_mean.png', 'mean g(t) / mean g_prog'),
+                              ('read_sd', 'read_noise.png', 'read-noise SD [µS]')):
+        fig, ax = plt.subplots(figsize=(5, 3.6))
+        for r, g in zip(lv, gh, strict=True):
+            ts = [c['t'] for c in r[key]]
+            line, = ax.plot(ts, [c['model'] for c in r[key]], '-', lw=1)
+            ax.plot(ts, [c['measured'] for c in r[key]], 'o', ms=3, color=line.get_color(),
+                    label=f'ĝ = {g:.3f}')
+        ax.set_xscale('log')
+        if key == 'read_sd':
+            ax.set_yscale('log')
+        ax.set(xlabel='time after programming [s]', ylabel=ylabel)
+        ax.set_title(f'{ylabel}\n(lines: model, dots: measured)', fontsize=9)
+        ax.legend(fontsize=6, ncol=2)
+        paths.append(_save(fig, out / name))
+    return paths
+
+
+def _save(fig: Any, path: Path) -> Path:
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    import matplotlib.pyplot as plt
+
+    plt.close(fig)
+    return path

@@ -1,0 +1,55 @@
+"""The one ``main()`` helper of every node.
+
+Works on the oldest supported distro (no ``with rclpy.init()``): own context, one
+SingleThreadedExecutor spin, clean handling of Ctrl-C / SIGTERM / external shutdown, node destroyed
+and the context shut down exactly once. A node that fails at start-up (invalid configuration) logs
+the core's message and exits non-zero.
+"""
+
+from __future__ import annotations
+
+import signal
+import sys
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import rclpy
+from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
+
+from l2l_nmhw_ros.errors import L2LError
+
+
+def run_node(factory: Callable[..., Any], args: Sequence[str] | None = None) -> int:
+    """Create the node with ``factory(context=ctx)``, spin it until shutdown, clean up.
+
+    Args:
+        factory: node class (or callable) accepting a ``context`` keyword.
+        args: command-line arguments for ROS (``--ros-args ...``); default ``sys.argv``.
+
+    Returns:
+        Process exit code: 0 on a clean shutdown, 1 when the node could not be created.
+    """
+    ctx = rclpy.Context()
+    rclpy.init(args=list(args) if args is not None else sys.argv, context=ctx)
+    node = None
+    # SIGTERM (sent by launchers) shuts down like Ctrl-C
+    signal.signal(signal.SIGTERM, lambda *_: ctx.try_shutdown())
+    try:
+        try:
+            node = factory(context=ctx)
+        except (KeyboardInterrupt, ExternalShutdownException):
+            return 0  # Ctrl-C while the node was being built: a clean stop, not a crash
+        except (L2LError, ValueError, FileNotFoundError) as exc:
+            print(f'[FATAL] could not start node: {exc}', file=sys.stderr)
+            return 1
+        executor = SingleThreadedExecutor(context=ctx)
+        executor.add_node(node)
+        try:
+            executor.spin()
+        except (KeyboardInterrupt, ExternalShutdownException):
+            pass
+        return 0
+    finally:
+        if node is not None:
+            node.destroy_node()
+        ctx.try_shutdown()
