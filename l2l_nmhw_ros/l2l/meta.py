@@ -20,6 +20,7 @@ the test trial (:func:`l2l_nmhw_ros.l2l.inner.adapt`).
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
 from collections.abc import Callable
 from typing import Any
@@ -29,6 +30,7 @@ import torch
 
 from l2l_nmhw_ros.arm.kinematics import forward_kinematics
 from l2l_nmhw_ros.config import L2LConfig, config_hash, to_dict
+from l2l_nmhw_ros.errors import CheckpointError
 from l2l_nmhw_ros.l2l import checkpoint as ckpt
 from l2l_nmhw_ros.l2l.inner import AdaptResult, FloatBackend, adapt
 from l2l_nmhw_ros.l2l.tasks import TaskBatch, sample_mixed
@@ -249,8 +251,7 @@ class MetaTrainer:
                     state[f'adam.{name}.step'] = np.asarray([float(st['step'])], dtype=np.float64)
             state['rng.noise'] = self.noise_gen.get_state().numpy()
             bg = self.task_rng.bit_generator.state
-            state['rng.tasks'] = np.frombuffer(
-                __import__('json').dumps(bg).encode(), dtype=np.uint8).copy()
+            state['rng.tasks'] = np.frombuffer(json.dumps(bg).encode(), dtype=np.uint8).copy()
             state['iteration'] = np.asarray([self.iteration], dtype=np.int64)
             ckpt.save_train_state(path, state)
 
@@ -260,10 +261,6 @@ class MetaTrainer:
         Raises:
             CheckpointError: config hash differs from this trainer's (when `strict_config`).
         """
-        import json
-
-        from l2l_nmhw_ros.errors import CheckpointError
-
         weights, meta = ckpt.load(path)
         if strict_config and meta.get('config_hash') != config_hash(self.cfg):
             raise CheckpointError(f'{path}: config hash {meta.get("config_hash")} differs from '
