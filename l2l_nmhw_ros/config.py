@@ -280,7 +280,8 @@ class MetaConfig(_Section):
                                 lo=0.0, hi=1.0)
     pcm_read_noise_in_loop: bool = param(True, '', 'With pcm_in_loop: read noise on every MVM '
                                          'during meta-training (evaluation always follows pcm.*)')
-    quantize_in_loop: bool = param(True, '', 'Delta W quantisation in the meta-training loop')
+    quantize_in_loop: bool = param(True, '', 'Delta W quantisation in the meta-training loop '
+                                   '(software share; the PCM model always quantises)')
     families: tuple[str, ...] = param(['brownian'], '', 'Task families drawn during '
                                       'meta-training (batch split evenly; paper: brownian)')
     grad_clip: float = param(0.0, '1', 'Clip the meta-gradient global norm (0 = off; paper: off)',
