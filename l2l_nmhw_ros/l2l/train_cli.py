@@ -33,6 +33,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help='total iterations (default meta.iterations)')
     parser.add_argument('--resume', action='store_true',
                         help='continue from the checkpoint in --out (config must match)')
+    parser.add_argument('--allow-config-change', action='store_true',
+                        help='with --resume: accept a checkpoint whose config hash differs '
+                             '(e.g. after new config fields were added)')
     parser.add_argument('--init-from', default=None, metavar='CKPT',
                         help='start from the weights of another checkpoint (fresh optimizer; '
                              'the config may differ, e.g. to fine-tune with PCM in the loop)')
@@ -87,7 +90,7 @@ def run(args: argparse.Namespace) -> int:
     trainer = MetaTrainer(cfg)
     out = Path(args.out)
     if args.resume and (out / 'metadata.json').is_file():
-        trainer.load(str(out))
+        trainer.load(str(out), strict_config=not args.allow_config_change)
         log.info('resumed from %s at iteration %d', out, trainer.iteration)
     elif args.init_from:
         trainer.load(args.init_from, strict_config=False)

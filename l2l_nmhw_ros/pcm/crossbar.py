@@ -129,6 +129,7 @@ class Crossbar:
         self._w_target = torch.zeros(shape[2:], dtype=dtype)
         self._version = 0
         self._cache: tuple[tuple[int, float | None], torch.Tensor, torch.Tensor] | None = None
+        self._q_s_cache: tuple[int, torch.Tensor] | None = None
 
     # ---- accessors ----------------------------------------------------------------------------
     @property
@@ -180,10 +181,10 @@ class Crossbar:
         if cfg.preset == 'ideal' or not cfg.drift:
             return torch.ones_like(self._g_prog)
         if cfg.preset == 'paper_code':
-            ratio: torch.Tensor | float = cfg.drift_t_ratio
-        else:
-            ratio = ((self._dt(t) + cfg.t0) / cfg.t0).to(self.dtype)
-        return device.drift_factor(self._nu, ratio)
+            return device.drift_factor(self._nu, cfg.drift_t_ratio)
+        # (t/t0)^-nu = exp(-nu ln((dt + t0)/t0)), the log in float64 (dt may be large)
+        log_ratio = torch.log1p(self._dt(t) / cfg.t0).to(self.dtype)
+        return torch.exp(-self._nu * log_ratio)
 
     def conductances(self, t: float) -> torch.Tensor:
         """Return the noise-free conductance of every device at time ``t`` [µS].
@@ -230,7 +231,14 @@ class Crossbar:
         t_read = cfg.t_read
         t_since = self._dt(t) + cfg.t0
         log_term = torch.sqrt(torch.clamp(torch.log((t_since + t_read) / (2.0 * t_read)), min=0.0))
-        return g_t * device.q_s_hat(self._g_prog / cfg.g_max, cfg) * log_term.to(self.dtype)
+        return g_t * self._q_s() * log_term.to(self.dtype)
+
+    def _q_s(self) -> torch.Tensor:
+        """Q_s(ĝ_prog) of every device (physical preset), cached per state version."""
+        if self._q_s_cache is None or self._q_s_cache[0] != self._version:
+            self._q_s_cache = (self._version, device.q_s_hat(self._g_prog / self.cfg.g_max,
+                                                                self.cfg))
+        return self._q_s_cache[1]
 
     def _alpha(self, g_t: torch.Tensor) -> float:
         cfg = self.cfg
@@ -240,7 +248,7 @@ class Crossbar:
         return float(self._g_prog.sum()) / now if now > 0 else 1.0
 
     def _read_state(self, t: float) -> tuple[torch.Tensor, torch.Tensor]:
-        """Return (w_eff, sd) cropped to (n_post, n_pre), cached per (state version, t)."""
+        """Return (w_eff, read-noise variance), (n_post, n_pre), cached per (version, t)."""
         key = (self._version, None if self.cfg.preset != 'physical' else t)
         if self._cache is not None and self._cache[0] == key:
             return self._cache[1], self._cache[2]
@@ -255,10 +263,10 @@ class Crossbar:
         scale = alpha * cfg.w_max / cfg.g_max
         w = (g_t[_POS].sum(0) - g_t[_NEG].sum(0)) * (scale / n)
         sd_dev = self._device_read_sd(g_t, t)
-        sd = torch.sqrt((sd_dev * sd_dev).sum(dim=(0, 1))) * (scale / n)
-        w, sd = self._crop(w).contiguous(), self._crop(sd).contiguous()
-        self._cache = (key, w, sd)
-        return w, sd
+        var = (sd_dev * sd_dev).sum(dim=(0, 1)) * (scale / n) ** 2
+        w, var = self._crop(w).contiguous(), self._crop(var).contiguous()
+        self._cache = (key, w, var)
+        return w, var
 
     def drift_compensation_factor(self, t: float) -> float:
         """Return α(t) = Σ g_prog / Σ g(t) applied to the outputs (1 when compensation is off)."""
@@ -284,7 +292,7 @@ class Crossbar:
         """Return the read-noise SD of every weight at ``t`` [1], (n_post, n_pre):
         sqrt(Σ_devices σ_d²) / N · w_max / g_max (times α with drift compensation)."""
         t = check_time('t', t)
-        return self._read_state(t)[1].clone()
+        return torch.sqrt(self._read_state(t)[1])
 
     def mvm(self, x: torch.Tensor, t: float, generator: torch.Generator | None = None, *,
             per_device: bool = False) -> torch.Tensor:
@@ -312,14 +320,14 @@ class Crossbar:
         if x.shape[-1] != self.n_pre:
             raise ShapeError(f'x: expected (..., {self.n_pre}), got {tuple(x.shape)}')
         gen = generator if generator is not None else self.generator
-        w, sd = self._read_state(t)
+        w, var_w = self._read_state(t)
         x = x.to(self.dtype)
         y = x @ w.T
         if self.cfg.preset == 'ideal' or not self.cfg.read_noise:
             return y
         if per_device:
             return y + self._per_device_noise(x, t, gen)
-        var = (x * x) @ (sd * sd).T
+        var = (x * x) @ var_w.T
         xi = torch.randn(var.shape, generator=gen, dtype=var.dtype)
         return y + torch.sqrt(torch.clamp(var, min=0.0)) * xi
 

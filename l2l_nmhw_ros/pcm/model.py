@@ -98,8 +98,9 @@ class PCMModel:
         cfg: the ``pcm`` configuration section.
 
     Note:
-        :meth:`mvm` caches the read-noise SD of the last ``w_eff`` it saw (same object, unchanged
-        version counter), so a trial that reads one weight tensor at every step pays for it once.
+        :meth:`mvm` caches the read-noise variance of the last ``w_eff`` it saw (same object,
+        unchanged version counter), so a trial that reads one weight tensor at every step pays
+        for it once.
     """
 
     def __init__(self, cfg: PCMConfig) -> None:
@@ -345,13 +346,15 @@ class PCMModel:
             sigma_g = g * q_s * (log_term / math.sqrt(cfg.n_devices))
             return sigma_g * (cfg.w_max / cfg.g_max)
 
-    def _cached_sd(self, w_eff: torch.Tensor) -> torch.Tensor:
+    def _cached_var(self, w_eff: torch.Tensor) -> torch.Tensor:
+        """σ² of every weight, cached for the last ``w_eff`` seen (same object and version)."""
         c = self._sd_cache
         if c is not None and c[0]() is w_eff and c[1] == w_eff._version:
             return c[2]
         sd = self.read_noise_sd(w_eff)
-        self._sd_cache = (weakref.ref(w_eff), w_eff._version, sd)
-        return sd
+        var = sd * sd
+        self._sd_cache = (weakref.ref(w_eff), w_eff._version, var)
+        return var
 
     def mvm(self, x: torch.Tensor, w_eff: torch.Tensor, generator: torch.Generator | None = None,
             *, per_device: bool = False) -> torch.Tensor:
@@ -386,23 +389,25 @@ class PCMModel:
         if x.shape[-1] != w_eff.shape[-1]:
             raise ShapeError(f'x: expected (..., {w_eff.shape[-1]}) to match w_eff '
                              f'{tuple(w_eff.shape)}, got {tuple(x.shape)}')
-        broadcast_batch('x', x.shape[:-1], 'w_eff', w_eff.shape[:-2])
+        if w_eff.dim() > 2:
+            broadcast_batch('x', x.shape[:-1], 'w_eff', w_eff.shape[:-2])
         y = matmul_rows(x, w_eff)
-        if not bool(torch.isfinite(y).all()):
-            # cheap check on the output; name the culprit
+        if not math.isfinite(float(y.detach().sum())):
+            # one cheap check on the output (NaN/inf in x or w_eff reach it); name the culprit
             check_tensor('x', x)
             check_tensor('w_eff', w_eff)
         if not self._on('read_noise'):
             return y
         with torch.no_grad():
-            sd = self._cached_sd(w_eff)
+            var_w = self._cached_var(w_eff)
             xd = x.detach()
             if per_device:
+                sd = torch.sqrt(var_w)
                 shape = torch.broadcast_shapes(xd.shape[:-1], w_eff.shape[:-2]) + w_eff.shape[-2:]
                 xi = torch.randn(shape, generator=generator, dtype=sd.dtype, device=sd.device)
                 noise = matmul_rows(xd, sd * xi)
             else:
-                var = matmul_rows(xd * xd, sd * sd)
+                var = matmul_rows(xd * xd, var_w)
                 xi = torch.randn(var.shape, generator=generator, dtype=var.dtype,
                                  device=var.device)
                 noise = torch.sqrt(torch.clamp(var, min=0.0)) * xi

@@ -40,6 +40,8 @@ def run_node(factory: Callable[..., Any], args: Sequence[str] | None = None) -> 
     try:
         try:
             node = factory(context=ctx)
+        except (KeyboardInterrupt, ExternalShutdownException):
+            return 0  # Ctrl-C while the node was being built: a clean stop, not a crash
         except (L2LError, ValueError, FileNotFoundError) as exc:
             print(f'[FATAL] could not start node: {exc}', file=sys.stderr)
             return 1

@@ -14,9 +14,11 @@ with alpha = exp(-dt / tau_m), rho = exp(-dt / tau_a), gamma = ``dampening_facto
 
 Gradients: the spike's derivative d z / d v is the pseudo-derivative psi (straight surrogate,
 :class:`SpikeFunction`); the refractory mask and counter carry no gradient; the reset term uses a
-detached z (stop-gradient, as the e-prop reference code does); psi is differentiable in v
-(the meta-gradient flows through the eligibility traces); the adaptation b keeps its
-gradient (BPTT through the ALIF threshold).
+detached z (stop-gradient, as the e-prop reference code does); psi is a constant for the
+meta-gradient (stop-gradient: the meta-gradient reaches Delta W through the learning signals,
+the traces x_bar / z_bar and, via the spikes, the test trial; a run that let it through psi's
+piecewise-linear kinks destabilised meta-training, see docs/learning.md); the adaptation b
+keeps its gradient (BPTT through the ALIF threshold).
 """
 
 from __future__ import annotations
@@ -90,14 +92,16 @@ class SpikeMode(NamedTuple):
 
     spike_fn: Callable[[torch.Tensor, float], torch.Tensor]
     detach_reset: bool
+    detach_psi: bool
 
 
-PAPER = SpikeMode(lambda v, g: spike_function(v, g), True)
+PAPER = SpikeMode(lambda v, g: spike_function(v, g), True, True)
 
 
 def smooth_mode(width: float = 0.2) -> SpikeMode:
-    """Return a test-only :class:`SpikeMode`: z = sigmoid(v_scaled / width), reset attached."""
-    return SpikeMode(lambda v, g: torch.sigmoid(v / width), False)
+    """Return a test-only :class:`SpikeMode`: z = sigmoid(v_scaled / width), reset and psi
+    attached (the whole forward pass is then differentiable)."""
+    return SpikeMode(lambda v, g: torch.sigmoid(v / width), False, False)
 
 
 def alif_step(state: NeuronState, current: torch.Tensor, *, alpha: float, v_th: float,
@@ -130,7 +134,8 @@ def alif_step(state: NeuronState, current: torch.Tensor, *, alpha: float, v_th: 
     v_scaled = (v - thr) / v_th
     not_ref = (state.r <= REFRACTORY_EPS).to(v.dtype)
     z = mode.spike_fn(v_scaled, gamma) * not_ref
-    psi = (gamma / v_th) * torch.clamp(1.0 - v_scaled.abs(), min=0.0) * not_ref
+    vs_psi = v_scaled.detach() if mode.detach_psi else v_scaled
+    psi = (gamma / v_th) * torch.clamp(1.0 - vs_psi.abs(), min=0.0) * not_ref
     r = torch.clamp(state.r + n_ref * z.detach() - 1.0, 0.0, float(n_ref))
     return NeuronState(v, z, r, b), psi
 

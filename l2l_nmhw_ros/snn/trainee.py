@@ -43,10 +43,57 @@ class TrialResult(NamedTuple):
 
 
 def default_mvm(x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
-    """Return the float MVM y = x @ wᵀ; x (..., n_pre), w ([...,] n_post, n_pre)."""
+    """Return the float MVM y = x @ wᵀ; x (..., n_pre), w ([...,] n_post, n_pre).
+
+    A batch of weights that is an expanded view of one matrix (stride 0) uses one GEMM.
+    """
+    if w.ndim == 3 and w.stride(0) == 0:
+        w = w[0]
     if w.ndim == 2:
         return x @ w.transpose(0, 1)
     return torch.matmul(x.unsqueeze(-2), w.transpose(-1, -2)).squeeze(-2)
+
+
+class _WeightGradCollector:
+    """Per-trial store of the MVM inputs and output gradients of every step (see _WeightGrad)."""
+
+    def __init__(self) -> None:
+        self.x: list[torch.Tensor] = []
+        self.g: dict[int, torch.Tensor] = {}
+
+
+class _WeightGrad(torch.autograd.Function):
+    """Zero-valued term that gives the recurrent MVM's weight its gradient in ONE product.
+
+    The step MVMs run with detached weights (gradient to the inputs only); each step adds this
+    zero term, whose backward records the output gradient g^t. Step 0's backward runs last (every
+    later step depends on it), and there the weight gradient sum_t g^t x^tᵀ is formed as one
+    einsum instead of T batched outer products (the autograd default, ~10x slower on CPU).
+    """
+
+    @staticmethod
+    def forward(ctx, x, w, store, t):  # noqa: D102
+        ctx.store, ctx.t = store, t
+        ctx.w_shape, ctx.w_stride0 = w.shape, (w.stride(0) if w.ndim == 3 else None)
+        store.x.append(x)
+        return x.new_zeros(*x.shape[:-1], w.shape[-2])
+
+    @staticmethod
+    def backward(ctx, g):  # noqa: D102
+        store = ctx.store
+        store.g[ctx.t] = g
+        if ctx.t != 0:
+            return None, None, None, None
+        n = len(store.x)
+        zeros = torch.zeros_like(g)
+        gs = torch.stack([store.g.get(t, zeros) for t in range(n)])
+        xs = torch.stack(store.x)
+        store.x, store.g = [], {}
+        if len(ctx.w_shape) == 2:
+            grad_w = torch.einsum('tbi,tbj->ij', gs, xs)
+        else:
+            grad_w = torch.einsum('tbi,tbj->bij', gs, xs)
+        return None, grad_w, None, None
 
 
 def no_autapse_mask(n: int, *, dtype: torch.dtype = torch.float32,
@@ -124,9 +171,15 @@ def run_trial(w_in: torch.Tensor, w_rec: torch.Tensor, w_out: torch.Tensor, x: t
     state = initial_state(batch, n, dtype=x.dtype, device=x.device)
     z_bar = torch.zeros(batch, n, dtype=x.dtype, device=x.device)
     zs, vs, psis, zbars = [], [], [], []
+    collect = torch.is_grad_enabled() and w.requires_grad
+    store = _WeightGradCollector()
+    w_mvm = w.detach() if collect else w
     for t in range(n_steps):
         z_in = state.z.detach() if eprop_truncation else state.z
-        current = mvm(torch.cat([x[t], z_in], dim=-1), w)
+        pre = torch.cat([x[t], z_in], dim=-1)
+        current = mvm(pre, w_mvm)
+        if collect:
+            current = current + _WeightGrad.apply(pre.detach(), w, store, t)
         z_bar = alpha * z_bar + state.z
         state, psi = alif_step(state, current, alpha=alpha, v_th=cfg.v_th, n_ref=cfg.n_ref,
                                gamma=cfg.dampening_factor, mode=mode)

@@ -235,3 +235,14 @@ def test_main_shuts_down_cleanly_on_sigint():
         probe.destroy_node()
         ctx.try_shutdown()
     assert p.returncode == 0, out
+
+
+def test_runtime_parameter_changes_reach_the_filter_or_are_rejected(sim):
+    ok = sim.node.set_parameters([Parameter('arm.cmd_timeout', value=0.25),
+                                  Parameter('arm.max_velocity', value=0.5)])
+    assert all(r.successful for r in ok)
+    assert sim.node.filter.cmd_timeout == 0.25
+    np.testing.assert_array_equal(sim.node.filter.v_max, [0.5] * 4)
+    bad = sim.node.set_parameters([Parameter('arm.cmd_timeout', value=-1.0)])[0]
+    assert not bad.successful
+    assert sim.node.filter.cmd_timeout == 0.25

@@ -1,0 +1,49 @@
+"""``l2l-nmhw eval``: rows, the no-update identity, JSON output."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+
+import pytest
+
+from l2l_nmhw_ros import cli
+from l2l_nmhw_ros import config as C
+from l2l_nmhw_ros.l2l.evaluate import evaluate, summary
+from l2l_nmhw_ros.l2l.meta import MetaTrainer
+
+
+def _tiny() -> C.L2LConfig:
+    return C.L2LConfig(
+        trainee=C.TraineeConfig(n_rec=6),
+        lsg=C.LSGConfig(n_rec=8, bits_per_coord=4),
+        task=C.TaskConfig(n_steps=30, clock_window=6, clock_interval=2, smoothing_window=10),
+        meta=C.MetaConfig(batch_size=4, pcm_in_loop=False))
+
+
+def test_without_update_software_rows_equal_before() -> None:
+    cfg = _tiny()
+    cfg = dataclasses.replace(cfg, eprop=dataclasses.replace(cfg.eprop, eta=0.0))
+    w = MetaTrainer(cfg).numpy_weights()
+    res = evaluate(w, cfg, 'reach', 7, chunk=3)
+    assert res['software']['xyz_mse'] == pytest.approx(res['before']['xyz_mse'], rel=1e-6)
+    assert res['software_4bit']['n_programmed'] == 0.0
+    assert res['pcm']['n_programmed'] == 0.0
+    # drift at deployment shrinks the weights: the PCM trainee is not the float one
+    assert res['before_pcm']['omega_mse'] != res['before']['omega_mse']
+    s = summary(res)
+    assert s['xyz_improvement_software'] == pytest.approx(1.0, rel=1e-6)
+
+
+def test_eval_cli_json(tmp_path, capsys) -> None:
+    cfg = _tiny()
+    MetaTrainer(cfg).save(str(tmp_path / 'ck'), train_state=False)
+    rc = cli.main(['eval', '--checkpoint', str(tmp_path / 'ck'), '--tasks', '3',
+                   '--family', 'reach', 'brownian', '--json'])
+    assert rc == 0
+    out = json.loads(capsys.readouterr().out)
+    rows = out['families']['brownian']['rows']
+    assert set(rows) == {'before', 'software', 'software_4bit', 'before_pcm', 'pcm'}
+    assert rows['pcm']['distance'] > 0
+    assert 'xyz_improvement_pcm' in \
+        out['families']['reach']['summary']

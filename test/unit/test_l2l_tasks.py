@@ -1,0 +1,87 @@
+"""Task families: the paper's Brownian generator, reach paths, reference trajectories."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from l2l_nmhw_ros.arm.kinematics import forward_kinematics
+from l2l_nmhw_ros.config import TaskConfig
+from l2l_nmhw_ros.l2l import tasks as T
+
+
+def test_brownian_statistics_match_paper_code() -> None:
+    # paper-notes §2.2: omega SD ~ 0.70 (2000 samples). Our estimate from 400 tasks x 2 joints
+    # is an average over 800 nearly independent smooth paths; its relative standard error is
+    # about 1/sqrt(2 * 800 / (n_steps / window)) ~ 4 %, so +-12 % is a 3-sigma band.
+    cfg = TaskConfig()
+    tb = T.brownian(cfg, 400, np.random.default_rng(0))
+    assert tb.omega.shape == (249, 400, 2)
+    assert tb.xyz.shape == (249, 400, 3)
+    assert float(tb.omega.std()) == pytest.approx(0.70, rel=0.12)
+    assert float(tb.omega.abs().max()) <= math.pi
+    lo, hi = torch.tensor(cfg.joint_lo), torch.tensor(cfg.joint_hi)
+    assert bool(((tb.q >= lo - 1e-6) & (tb.q <= hi + 1e-6)).all())
+    # angles are the clipped integral of omega, xyz their FK
+    q = torch.clamp(cfg.omega_scale * torch.cumsum(tb.omega.double(), 0), lo, hi)
+    assert torch.allclose(q.float(), tb.q, atol=1e-5)
+    assert torch.allclose(forward_kinematics(tb.q.double()).float(), tb.xyz, atol=1e-5)
+
+
+def test_brownian_is_seeded() -> None:
+    a = T.brownian(TaskConfig(), 3, np.random.default_rng(5))
+    b = T.brownian(TaskConfig(), 3, np.random.default_rng(5))
+    c = T.brownian(TaskConfig(), 3, np.random.default_rng(6))
+    assert torch.equal(a.omega, b.omega)
+    assert not torch.equal(a.omega, c.omega)
+
+
+def test_hann_window_is_periodic_and_normalised() -> None:
+    w = T.hann_periodic(4)  # periodic Hann of length 4: 0, 0.5, 1, 0.5 -> / 2
+    assert w.tolist() == pytest.approx([0.0, 0.25, 0.5, 0.25])
+
+
+def test_reach_min_jerk_paths_end_at_goal_with_enough_travel() -> None:
+    cfg = TaskConfig(reach_min_distance=0.3)
+    tb = T.reach(cfg, 50, np.random.default_rng(1))
+    goal = tb.q[-1]
+    home = forward_kinematics(torch.zeros(2, dtype=torch.float64))
+    travel = (forward_kinematics(goal.double()) - home).norm(dim=-1)
+    assert float(travel.min()) >= 0.3
+    # integrating omega from home reproduces the path; the path starts and ends at rest
+    q_int = cfg.omega_scale * torch.cumsum(tb.omega.double(), 0)
+    assert torch.allclose(q_int.float(), tb.q, atol=1e-5)
+    assert float(tb.omega[0].abs().max()) < 1e-3
+    assert float(tb.omega[-1].abs().max()) < 1e-3
+    # minimum jerk: halfway through, s = 0.5 (symmetric profile), peak velocity 1.875 / T
+    s = T.minimum_jerk(249)
+    assert s[-1] == pytest.approx(1.0)
+    assert s[123] == pytest.approx(0.5, abs=0.01)
+    assert np.diff(s).max() == pytest.approx(1.875 / 249, rel=0.01)
+
+
+def test_reference_family(shared_data) -> None:
+    cfg = TaskConfig()
+    trajs = T.load_reference(cfg, shared_data / 'ed_scorbot' / 'trajectories')
+    assert len(trajs) >= 2
+    assert all(q.shape == (249, 2) for _, q in trajs)
+    tb = T.reference(cfg, 4, np.random.default_rng(0),
+                     data_dir=shared_data / 'ed_scorbot' / 'trajectories')
+    q_int = tb.q0 + cfg.omega_scale * torch.cumsum(tb.omega.double(), 0)
+    assert torch.allclose(q_int.float(), tb.q, atol=1e-5)
+    assert set(tb.family) == {'reference'}
+
+
+def test_reference_family_absent_raises_clearly(tmp_path) -> None:
+    with pytest.raises(FileNotFoundError, match='joints_degrees.json'):
+        T.reference(TaskConfig(), 2, np.random.default_rng(0), data_dir=tmp_path)
+
+
+def test_mixed_batch_and_bad_family() -> None:
+    tb = T.sample_mixed(('reach', 'brownian'), TaskConfig(), 5, np.random.default_rng(0))
+    assert tb.family == ('reach',) * 3 + ('brownian',) * 2
+    with pytest.raises(ValueError, match='family'):
+        T.make_tasks('nope', TaskConfig(), 2, np.random.default_rng(0))
