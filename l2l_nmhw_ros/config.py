@@ -275,6 +275,11 @@ class MetaConfig(_Section):
     loss_omega_weight: float = param(0.5, '1', 'Weight of MSE(omega) in the loss', lo=0.0)
     loss_xyz_weight: float = param(0.5, '1', 'Weight of MSE(xyz) in the loss', lo=0.0)
     pcm_in_loop: bool = param(True, '', 'PCM noise model in the meta-training loop')
+    pcm_fraction: float = param(1.0, '1', 'With pcm_in_loop: fraction of each batch run through '
+                                'the PCM model, the rest in float software (paper: 1)',
+                                lo=0.0, hi=1.0)
+    pcm_read_noise_in_loop: bool = param(True, '', 'With pcm_in_loop: read noise on every MVM '
+                                         'during meta-training (evaluation always follows pcm.*)')
     quantize_in_loop: bool = param(True, '', 'Delta W quantisation in the meta-training loop')
     families: tuple[str, ...] = param(['brownian'], '', 'Task families drawn during '
                                       'meta-training (batch split evenly; paper: brownian)')

@@ -42,6 +42,7 @@ def _atomic(path: Path, write) -> None:
     os.close(fd)
     try:
         write(tmp)
+        os.chmod(tmp, 0o644)  # mkstemp makes 0600; checkpoints are shared read-only data
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
