@@ -12,6 +12,8 @@ import importlib
 import logging
 import sys
 
+from l2l_nmhw_ros.errors import L2LError
+
 # name -> (module, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
     'demo': ('l2l_nmhw_ros.demo', 'run the main job on the embedded defaults'),
@@ -48,7 +50,14 @@ def main(argv: list[str] | None = None) -> int:
     if not getattr(args, '_module', None):
         parser.print_help()
         return 2
-    return int(importlib.import_module(args._module).run(args) or 0)
+    try:
+        return int(importlib.import_module(args._module).run(args) or 0)
+    except (L2LError, FileNotFoundError) as exc:
+        # bad input (config key, checkpoint, shape): one clear line, no traceback; -v shows it
+        if args.verbose:
+            raise
+        print(f'l2l-nmhw {args.command}: error: {exc}', file=sys.stderr)
+        return 2
 
 
 if __name__ == '__main__':
