@@ -57,7 +57,7 @@ bench: venv
 	$(ros_env); $(PY) -m bench.run $(if $(QUICK),--quick,)
 
 lint: venv
-	$(PY) -m ruff check l2l_nmhw_ros test bench
+	$(PY) -m ruff check l2l_nmhw_ros test bench tools
 
 clean:
 	rm -rf $(VENV) .pytest_cache demo_output

@@ -1,9 +1,10 @@
 """ROS transport between two processes over loopback DDS (FastDDS, pip-only Kilted wheels).
 
-- Round trip: the parent publishes a Float64MultiArray (4 joints, like a command) on ``ping``, an echo
-  node in a child process republishes it on ``pong``; p50/p99 of the round-trip time.
-- Command stream: the parent publishes commands at a fixed rate for a fixed time; the child counts
-  them. The sustained rate is the highest tested rate at which none was lost (reliable QoS, depth 100).
+- Round trip: the parent publishes a Float64MultiArray (4 joints, like a command) on ``ping``,
+  an echo node in a child process republishes it on ``pong``; p50/p99 of the round-trip time.
+- Command stream: the parent publishes commands at a fixed rate for a fixed time; the child
+  counts them. The sustained rate is the highest tested rate at which none was lost (reliable
+  QoS, depth 100).
 """
 
 from __future__ import annotations
@@ -82,7 +83,8 @@ def run(quick: bool = False) -> list[dict]:
         report = node.create_publisher(Int64, 'report', q)
         got: list[float] = []
         counts: list[int] = []
-        node.create_subscription(Float64MultiArray, 'pong', lambda m: got.append(time.perf_counter()), q)
+        node.create_subscription(Float64MultiArray, 'pong',
+                                 lambda m: got.append(time.perf_counter()), q)
         node.create_subscription(Int64, 'count', lambda m: counts.append(m.data), q)
         ex = SingleThreadedExecutor(context=ctx)
         ex.add_node(node)
@@ -101,7 +103,8 @@ def run(quick: bool = False) -> list[dict]:
                 rtts.append(got[0] - t0)
         rtts_a = np.array(rtts)
         rows.append(row('ros transport', 'round trip p50 (2 processes, loopback)',
-                        float(np.median(rtts_a)), float(np.subtract(*np.percentile(rtts_a, [75, 25])) / 2),
+                        float(np.median(rtts_a)),
+                        float(np.subtract(*np.percentile(rtts_a, [75, 25])) / 2),
                         len(rtts), f'p99 {np.percentile(rtts_a, 99) * 1e3:.3f} ms; '
                         f'lost {n_rtt - len(rtts)}', p99_s=float(np.percentile(rtts_a, 99))))
         duration = 1.0 if quick else 3.0
@@ -128,9 +131,9 @@ def run(quick: bool = False) -> list[dict]:
                 best = rate
             else:
                 break
-        rows.append(row('ros transport', 'sustained command rate without loss', 1.0 / best if best else None,
-                        0.0, 1, f'{best:.0f} Hz (highest tested rate with no message lost)',
-                        rate_hz=best))
+        rows.append(row('ros transport', 'sustained command rate without loss',
+                        1.0 / best if best else None, 0.0, 1,
+                        f'{best:.0f} Hz (highest tested rate with no message lost)', rate_hz=best))
         node.destroy_node()
     finally:
         ctx.try_shutdown()

@@ -1,8 +1,9 @@
-"""Run every ``bench/bench_*.py`` and write ``bench/results.json`` and ``bench/results.md``.
+"""Run every ``bench/bench_*.py``; write ``bench/results.json`` and ``bench/results.md``.
 
-Each module exposes ``run(quick: bool) -> list[dict]`` (rows from :func:`bench.common.row`), and may
-expose ``RATIOS``: a list of (label, numerator row name, denominator row name), computed here from
-rows of this same run (rows of any module; names are unique). ``--quick`` is the short version (``make bench QUICK=1``, < 5 minutes).
+Each module exposes ``run(quick: bool) -> list[dict]`` (rows from :func:`bench.common.row`), and
+may expose ``RATIOS``: a list of (label, numerator row name, denominator row name), computed here
+from rows of this same run (rows of any module; names are unique). ``--quick`` is the short
+version (``make bench QUICK=1``, < 5 minutes).
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ def machine_info() -> dict:
     import torch
 
     info = {
-        'date': dt.datetime.now(dt.timezone.utc).isoformat(timespec='seconds'),
+        'date': dt.datetime.now(dt.UTC).isoformat(timespec='seconds'),
         'python': platform.python_version(),
         'platform': platform.platform(),
         'processor': platform.processor() or platform.machine(),

@@ -255,7 +255,7 @@ class TaskConfig(_Section):
     def _validate(self) -> None:
         if len(self.joint_lo) != len(self.joint_hi):
             raise ConfigError('task.joint_lo and task.joint_hi differ in length')
-        for i, (lo, hi) in enumerate(zip(self.joint_lo, self.joint_hi)):
+        for i, (lo, hi) in enumerate(zip(self.joint_lo, self.joint_hi, strict=True)):
             if lo >= hi:
                 raise ConfigError(f'task.joint_lo[{i}] = {lo} [rad] is not below joint_hi[{i}]')
 
@@ -280,7 +280,8 @@ class MetaConfig(_Section):
                                 lo=0.0, hi=1.0)
     pcm_read_noise_in_loop: bool = param(True, '', 'With pcm_in_loop: read noise on every MVM '
                                          'during meta-training (evaluation always follows pcm.*)')
-    quantize_in_loop: bool = param(True, '', 'Delta W quantisation in the meta-training loop')
+    quantize_in_loop: bool = param(True, '', 'Delta W quantisation in the meta-training loop '
+                                   '(software share; the PCM model always quantises)')
     families: tuple[str, ...] = param(['brownian'], '', 'Task families drawn during '
                                       'meta-training (batch split evenly; paper: brownian)')
     grad_clip: float = param(0.0, '1', 'Clip the meta-gradient global norm (0 = off; paper: off)',
@@ -402,7 +403,7 @@ def default_config_path() -> Path:
     for c in candidates:
         if (c / 'l2l_nmhw.yaml').is_file():
             return c / 'l2l_nmhw.yaml'
-    raise FileNotFoundError('config/l2l_nmhw.yaml not found in the ament index nor the source tree')
+    raise FileNotFoundError('config/l2l_nmhw.yaml: not in the ament index nor the source tree')
 
 
 def _from_mapping(cls: type, data: Mapping[str, Any], prefix: str) -> Any:

@@ -327,9 +327,9 @@ class Crossbar:
             return y
         if per_device:
             return y + self._per_device_noise(x, t, gen)
-        var = (x * x) @ var_w.T
+        var = (x * x) @ var_w.T  # sums of non-negative terms: var >= 0
         xi = torch.randn(var.shape, generator=gen, dtype=var.dtype)
-        return y + torch.sqrt(torch.clamp(var, min=0.0)) * xi
+        return torch.addcmul(y, var.sqrt_(), xi)
 
     def _per_device_noise(self, x: torch.Tensor, t: float,
                           gen: torch.Generator) -> torch.Tensor:
@@ -500,6 +500,7 @@ class Crossbar:
             save_file(self.state_dict(), tmp, metadata=meta)
             with open(tmp, 'rb') as fh:
                 os.fsync(fh.fileno())
+            os.chmod(tmp, 0o644)  # mkstemp makes 0600; a state file is ordinary data
             os.replace(tmp, path)
         except BaseException:
             Path(tmp).unlink(missing_ok=True)
