@@ -426,6 +426,39 @@ class Crossbar:
             sel[:self.n_post, :self.n_pre] = True
             return self._program(sel, w_new, t, deploy=True)
 
+    def reprogram(self, w: torch.Tensor, mask: torch.Tensor, t: float) -> int:
+        """Program only the weights selected by ``mask`` to ``clip(w, ±w_max)`` at time ``t``.
+
+        Used to restore meta-learned weights after a task (or any partial write): the selected
+        weights' devices are written as by :meth:`update` (programming noise, new ν,
+        ``t_prog = t``; the other polarity RESET on a sign change); all others are untouched.
+
+        Args:
+            w: target weights [1], shape (n_post, n_pre) (only masked entries are used).
+            mask: bool, shape (n_post, n_pre): the weights to write.
+            t: emulator time [s].
+
+        Returns:
+            Number of devices written.
+
+        Raises:
+            ValueError: ``w`` not floating point / not finite, ``mask`` not bool, ``t`` not finite.
+            ShapeError: ``w`` or ``mask`` not (n_post, n_pre).
+        """
+        self._check_matrix('w', w)
+        if not isinstance(mask, torch.Tensor) or mask.dtype != torch.bool:
+            raise ValueError(f'mask: expected a bool tensor, got {getattr(mask, "dtype", mask)}')
+        if tuple(mask.shape) != self.shape:
+            raise ShapeError(f'mask: expected shape {self.shape}, got {tuple(mask.shape)}')
+        t = check_time('t', t)
+        if not bool(mask.any()):
+            return 0
+        with torch.no_grad():
+            w_new = torch.clamp(self._pad(w.detach()), -self.cfg.w_max, self.cfg.w_max)
+            sel = torch.zeros_like(w_new, dtype=torch.bool)
+            sel[:self.n_post, :self.n_pre] = mask
+            return self._program(sel, w_new, t, deploy=False)
+
     def update(self, delta_w: torch.Tensor, t: float, generator: torch.Generator | None = None
                ) -> int:
         """Apply one on-chip update at time ``t``; return the number of devices programmed.
