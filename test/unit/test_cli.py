@@ -31,3 +31,8 @@ def test_config_json_prints_the_hash(capsys):
     assert cli.main(['config', '--json']) == 0
     out = capsys.readouterr().out
     assert '"config_hash"' in out and '"g_max": 25.0' in out
+
+
+def test_reach_rejects_a_partial_point_before_touching_ros(capsys):
+    assert cli.main(['reach', '0.1', '0.2']) == 2
+    assert 'xyz: expected a multiple of 3 values, got 2' in capsys.readouterr().err
