@@ -392,18 +392,9 @@ def default_config_path() -> Path:
     Raises:
         FileNotFoundError: if neither exists.
     """
-    candidates = []
-    try:
-        from ament_index_python.packages import get_package_share_directory
+    from l2l_nmhw_ros.share import find_share
 
-        candidates.append(Path(get_package_share_directory('l2l_nmhw_ros')) / 'config')
-    except Exception:  # noqa: BLE001 - ament index absent or package not indexed
-        pass
-    candidates.append(Path(__file__).resolve().parent.parent / 'config')
-    for c in candidates:
-        if (c / 'l2l_nmhw.yaml').is_file():
-            return c / 'l2l_nmhw.yaml'
-    raise FileNotFoundError('config/l2l_nmhw.yaml: not in the ament index nor the source tree')
+    return find_share('config/l2l_nmhw.yaml')
 
 
 def _from_mapping(cls: type, data: Mapping[str, Any], prefix: str) -> Any:
