@@ -45,7 +45,6 @@ setup(
     description='Learning-to-learn on emulated PCM in-memory computing for robot arms (ROS 2).',
     license='Apache-2.0',
     python_requires='>=3.11',
-    tests_require=['pytest'],
     entry_points={
         'console_scripts': [
             'l2l-nmhw = l2l_nmhw_ros.cli:main',

@@ -186,7 +186,8 @@ def main(argv: list[str] | None = None) -> int:
             traceback.print_exc()
             failed = True
             continue
-        rows.extend(got)
+        group = name.removeprefix('bench_')
+        rows.extend({'group': group, **r} for r in got)  # a row without a group gets the module's
         ratio_specs.extend(getattr(mod, 'RATIOS', []))
         goal_specs.extend(getattr(mod, 'GOALS', []))
         print(f'[bench] {name} done in {time.perf_counter() - t0:.1f} s', flush=True)

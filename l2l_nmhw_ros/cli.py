@@ -12,11 +12,14 @@ import importlib
 import logging
 import sys
 
+from l2l_nmhw_ros.errors import L2LError
+
 # name -> (module, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
     'demo': ('l2l_nmhw_ros.demo', 'run the main job on the embedded defaults'),
     'config': ('l2l_nmhw_ros.config_cli', 'print the effective configuration (after overrides)'),
     'launch': ('l2l_nmhw_ros.ros.launcher', 'run a ROS 2 YAML launch file without a ROS 2 distro'),
+    'reach': ('l2l_nmhw_ros.ros.reach_cli', 'send reach targets to a running graph'),
     'pcm': ('l2l_nmhw_ros.pcm.cli', 'PCM emulator tools: characterize the device model'),
     'train': ('l2l_nmhw_ros.l2l.train_cli', 'meta-train the trainee and the LSG (L2L outer loop)'),
     'eval': ('l2l_nmhw_ros.l2l.evaluate', 'evaluate a checkpoint on unseen tasks (software, PCM)'),
@@ -48,7 +51,14 @@ def main(argv: list[str] | None = None) -> int:
     if not getattr(args, '_module', None):
         parser.print_help()
         return 2
-    return int(importlib.import_module(args._module).run(args) or 0)
+    try:
+        return int(importlib.import_module(args._module).run(args) or 0)
+    except (L2LError, ValueError, FileNotFoundError, TimeoutError) as exc:
+        # bad input (config key, checkpoint, shape): one clear line, no traceback; -v shows it
+        if args.verbose:
+            raise
+        print(f'l2l-nmhw {args.command}: error: {exc}', file=sys.stderr)
+        return 2
 
 
 if __name__ == '__main__':

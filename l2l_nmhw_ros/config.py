@@ -255,7 +255,7 @@ class TaskConfig(_Section):
     def _validate(self) -> None:
         if len(self.joint_lo) != len(self.joint_hi):
             raise ConfigError('task.joint_lo and task.joint_hi differ in length')
-        for i, (lo, hi) in enumerate(zip(self.joint_lo, self.joint_hi)):
+        for i, (lo, hi) in enumerate(zip(self.joint_lo, self.joint_hi, strict=True)):
             if lo >= hi:
                 raise ConfigError(f'task.joint_lo[{i}] = {lo} [rad] is not below joint_hi[{i}]')
 
@@ -275,7 +275,13 @@ class MetaConfig(_Section):
     loss_omega_weight: float = param(0.5, '1', 'Weight of MSE(omega) in the loss', lo=0.0)
     loss_xyz_weight: float = param(0.5, '1', 'Weight of MSE(xyz) in the loss', lo=0.0)
     pcm_in_loop: bool = param(True, '', 'PCM noise model in the meta-training loop')
-    quantize_in_loop: bool = param(True, '', 'Delta W quantisation in the meta-training loop')
+    pcm_fraction: float = param(1.0, '1', 'With pcm_in_loop: fraction of each batch run through '
+                                'the PCM model, the rest in float software (paper: 1)',
+                                lo=0.0, hi=1.0)
+    pcm_read_noise_in_loop: bool = param(True, '', 'With pcm_in_loop: read noise on every MVM '
+                                         'during meta-training (evaluation always follows pcm.*)')
+    quantize_in_loop: bool = param(True, '', 'Delta W quantisation in the meta-training loop '
+                                   '(software share; the PCM model always quantises)')
     families: tuple[str, ...] = param(['brownian'], '', 'Task families drawn during '
                                       'meta-training (batch split evenly; paper: brownian)')
     grad_clip: float = param(0.0, '1', 'Clip the meta-gradient global norm (0 = off; paper: off)',
@@ -386,18 +392,9 @@ def default_config_path() -> Path:
     Raises:
         FileNotFoundError: if neither exists.
     """
-    candidates = []
-    try:
-        from ament_index_python.packages import get_package_share_directory
+    from l2l_nmhw_ros.share import find_share
 
-        candidates.append(Path(get_package_share_directory('l2l_nmhw_ros')) / 'config')
-    except Exception:  # noqa: BLE001 - ament index absent or package not indexed
-        pass
-    candidates.append(Path(__file__).resolve().parent.parent / 'config')
-    for c in candidates:
-        if (c / 'l2l_nmhw.yaml').is_file():
-            return c / 'l2l_nmhw.yaml'
-    raise FileNotFoundError('config/l2l_nmhw.yaml not found in the ament index nor the source tree')
+    return find_share('config/l2l_nmhw.yaml')
 
 
 def _from_mapping(cls: type, data: Mapping[str, Any], prefix: str) -> Any:

@@ -12,11 +12,11 @@ class ConfigError(L2LError, ValueError):
 
 
 class ShapeError(L2LError, ValueError):
-    """An array argument has the wrong shape; the message names the argument, expected and actual."""
+    """An array argument has the wrong shape; the message names argument, expected, actual."""
 
 
 class SimulationError(L2LError, RuntimeError):
-    """A simulation reached an invalid state (NaN in the network state, lost physics client, ...)."""
+    """A simulation reached an invalid state (NaN in the network state, lost physics client)."""
 
 
 class CheckpointError(L2LError, ValueError):

@@ -40,6 +40,15 @@ def _have(module: str) -> bool:
         return False
 
 
+def _cuda_available() -> bool:
+    try:
+        import torch
+
+        return bool(torch.cuda.is_available())
+    except ImportError:
+        return False
+
+
 def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addoption('--run-slow', action='store_true', default=False,
                      help='also run tests marked slow')
@@ -48,6 +57,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     have_rclpy = _have('rclpy')
     have_brian2 = _have('brian2')
+    have_cuda = _cuda_available()
     run_slow = config.getoption('--run-slow')
     for item in items:
         path = Path(str(item.fspath))
@@ -56,8 +66,10 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             item.add_marker(getattr(pytest.mark, layer))
         if ('ros' in item.keywords or 'e2e' in item.keywords) and not have_rclpy:
             item.add_marker(pytest.mark.skip(reason='layer ros/e2e: rclpy is not installed'))
-        if 'brian2' in item.keywords and not have_brian2:
+        if 'brian2' in item.nodeid and not have_brian2:
             item.add_marker(pytest.mark.skip(reason='brian2 is not installed'))
+        if 'gpu' in item.keywords and not have_cuda:
+            item.add_marker(pytest.mark.skip(reason='gpu: no CUDA device on this machine'))
         if 'slow' in item.keywords and not run_slow:
             item.add_marker(pytest.mark.skip(reason='slow: run with --run-slow (make test-all)'))
 

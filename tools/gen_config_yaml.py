@@ -43,9 +43,9 @@ def _emit(cfg, indent):
 
 
 def main():
-    print('# l2l_nmhw_ros configuration: every tunable value once, in ROS parameter-file layout.')
-    print('# Generated from l2l_nmhw_ros/config.py (python tools/gen_config_yaml.py); defaults are')
-    print("# the paper's values. Layer override files on top (ROS applies parameter files in order).")
+    print('# l2l_nmhw_ros configuration: every tunable value once, ROS parameter-file layout.')
+    print('# Generated from l2l_nmhw_ros/config.py (python tools/gen_config_yaml.py); defaults')
+    print("# are the paper's values. Layer override files on top (ROS applies them in order).")
     print('# Floats are always written with a decimal point (ROS rejects an int for a double).')
     print('/**:')
     print('  ros__parameters:')

@@ -34,6 +34,7 @@ import numpy.typing as npt
 from scipy.optimize import least_squares
 
 from l2l_nmhw_ros.errors import ShapeError
+from l2l_nmhw_ros.share import find_share
 
 # Link lengths [m] of the paper code's Scorbot class.
 D1 = 0.3585
@@ -150,18 +151,7 @@ def default_urdf_path() -> Path:
     Raises:
         FileNotFoundError: if neither exists.
     """
-    candidates = []
-    try:
-        from ament_index_python.packages import get_package_share_directory
-
-        candidates.append(Path(get_package_share_directory('l2l_nmhw_ros')) / 'urdf')
-    except Exception:  # noqa: BLE001 - ament index absent or package not indexed
-        pass
-    candidates.append(Path(__file__).resolve().parents[2] / 'urdf')
-    for c in candidates:
-        if (c / URDF_NAME).is_file():
-            return c / URDF_NAME
-    raise FileNotFoundError(f'urdf/{URDF_NAME} not found in the ament index nor the source tree')
+    return find_share(f'urdf/{URDF_NAME}')
 
 
 @dataclasses.dataclass(frozen=True)

@@ -274,13 +274,7 @@ class Accelerator:
                             torch.zeros(self.n_out, self.n_rec, dtype=torch.bool))
         if not bool(mask.any()):
             return 0
-        xb = self.crossbar
-        # Crossbar has no public "program these weights" call (program() writes every device,
-        # update() is quantised): use its internal writer on the selected weights only.
-        sel = torch.zeros(xb._g_prog.shape[2:], dtype=torch.bool)
-        sel[:self.n_post, :self.n_pre] = mask
-        with torch.no_grad():
-            n = xb._program(sel, xb._pad(outcome.target_before), t, deploy=False)
+        n = self.crossbar.reprogram(outcome.target_before, mask, t)
         self.devices_programmed_total += n
         return int(n)
 

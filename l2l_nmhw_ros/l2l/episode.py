@@ -36,6 +36,7 @@ from l2l_nmhw_ros.config import L2LConfig, from_dict, to_dict
 from l2l_nmhw_ros.errors import CheckpointError, ConfigError, L2LError, ShapeError
 from l2l_nmhw_ros.l2l.inner import lsg_inputs
 from l2l_nmhw_ros.l2l.tasks import minimum_jerk
+from l2l_nmhw_ros.share import find_share
 from l2l_nmhw_ros.snn.lsg import run_lsg
 
 __all__ = ['NETWORK_SECTIONS', 'Demonstration', 'Evaluation', 'ReachPlanner',
@@ -70,19 +71,10 @@ def resolve_checkpoint(path: str | Path = '') -> Path:
         if not p.is_dir():
             raise CheckpointError(f'checkpoint folder not found: {p}')
         return p
-    candidates = []
     try:
-        from ament_index_python.packages import get_package_share_directory
-
-        candidates.append(Path(get_package_share_directory('l2l_nmhw_ros')) / 'checkpoints')
-    except Exception:  # noqa: BLE001 - not indexed (source tree use)
-        pass
-    candidates.append(Path(__file__).resolve().parents[2] / 'checkpoints')
-    for c in candidates:
-        if (c / 'default').is_dir():
-            return c / 'default'
-    raise CheckpointError('the shipped checkpoint checkpoints/default was not found (looked in '
-                          f'{[str(c) for c in candidates]})')
+        return find_share('checkpoints/default', directory=True)
+    except FileNotFoundError as exc:
+        raise CheckpointError(f'the shipped checkpoint checkpoints/default: {exc}') from exc
 
 
 def network_config(cfg: L2LConfig, metadata: Mapping[str, Any]) -> tuple[L2LConfig, list[str]]:

@@ -8,7 +8,9 @@ tasks and weights under several backends:
 - ``software_4bit``: the same with Delta W rounded to the 1/16 grid (no device noise);
 - ``pcm``: deployment, update (quantised, re-programmed with programming noise and drift) and
   read noise of the emulated PCM crossbar (:class:`l2l_nmhw_ros.pcm.PCMModel`, ``cfg.pcm``);
-- ``before_pcm``: the deployed trainee on PCM before the update.
+- ``before_pcm``: the deployed trainee on PCM before the update;
+- ``mean_path_baseline``: not a network: the xyz error of the mean target path of the evaluated
+  tasks (the best output that ignores the task), to read the errors against.
 
 Errors per task: omega MSE, xyz MSE [m²] (over time and x, y, z), mean end-effector distance [m];
 devices programmed (PCM: as counted by ``PCMModel.reprogram``; software rows: weights changed).
@@ -88,6 +90,7 @@ def evaluate(weights: dict[str, np.ndarray], cfg: C.L2LConfig, family: str, n_ta
     rng = np.random.default_rng(seed)
     gen = torch.Generator().manual_seed(seed)
     acc: dict[str, dict[str, list[float]]] = {r: {} for r in rows}
+    targets: list[torch.Tensor] = []
 
     def add(row: str, y: torch.Tensor, tasks: Any, n_prog: torch.Tensor | None) -> None:
         err = task_errors(y, tasks, cfg.task.omega_scale)
@@ -101,6 +104,7 @@ def evaluate(weights: dict[str, np.ndarray], cfg: C.L2LConfig, family: str, n_ta
     while done < n_tasks:
         b = min(chunk, n_tasks - done)
         tasks = make_tasks(family, cfg.task, b, rng)
+        targets.append(tasks.xyz)
         if 'before' in rows or 'software' in rows:
             res = adapt(trainee, lsg, tasks, cfg, backend=backends['software'], generator=gen)
             if 'before' in rows:
@@ -118,7 +122,14 @@ def evaluate(weights: dict[str, np.ndarray], cfg: C.L2LConfig, family: str, n_ta
             if 'pcm' in rows:
                 add('pcm', res.test.y, tasks, res.n_programmed)
         done += b
-    return {r: {k: float(np.mean(v)) for k, v in acc[r].items()} for r in rows}
+    out = {r: {k: float(np.mean(v)) for k, v in acc[r].items()} for r in rows}
+    # reference level: the best task-independent output, i.e. the mean target path of these tasks
+    xyz = torch.cat(targets, dim=1)
+    base = ((xyz - xyz.mean(dim=1, keepdim=True)) ** 2).mean(dim=(0, 2))
+    dist = (xyz - xyz.mean(dim=1, keepdim=True)).norm(dim=-1).mean(dim=0)
+    out['mean_path_baseline'] = {'omega_mse': float('nan'), 'xyz_mse': float(base.mean()),
+                                 'distance': float(dist.mean()), 'n_programmed': 0.0}
+    return out
 
 
 def summary(result: dict[str, dict[str, float]]) -> dict[str, float]:
@@ -168,7 +179,7 @@ def run(args: argparse.Namespace) -> int:
               f'{"devices programmed":>19s}')
         labels = {'before': 'before update', 'software': 'after, software',
                   'software_4bit': 'after, software 4-bit', 'before_pcm': 'before, PCM',
-                  'pcm': 'after, PCM'}
+                  'pcm': 'after, PCM', 'mean_path_baseline': 'mean-path baseline'}
         for row, vals in body['rows'].items():
             print(f'{labels[row]:22s} {vals["omega_mse"]:10.4f} {vals["xyz_mse"]:14.5f} '
                   f'{vals["distance"]:13.4f} {vals["n_programmed"]:19.1f}')

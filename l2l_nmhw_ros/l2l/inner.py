@@ -93,6 +93,14 @@ class AdaptResult(NamedTuple):
     w_out: torch.Tensor
 
 
+def _exact_reads(backend: Any) -> bool:
+    # FloatBackend, or a PCMModel whose reads are the exact product (no read noise / ideal)
+    if isinstance(backend, FloatBackend):
+        return True
+    pcm_cfg = getattr(backend, 'cfg', None)
+    return pcm_cfg is not None and (not pcm_cfg.read_noise or pcm_cfg.preset == 'ideal')
+
+
 def lsg_inputs(cfg: L2LConfig, xyz: torch.Tensor) -> torch.Tensor:
     """Return the LSG input spikes [clock, encode_target(xyz)] (time, batch, n_clock + 3 bits)."""
     clock = clock_input(cfg.task, xyz.shape[1], n_in=cfg.trainee.n_in, dtype=xyz.dtype)
@@ -130,8 +138,11 @@ def adapt(trainee: dict[str, torch.Tensor], lsg: dict[str, torch.Tensor], tasks:
     w_rec = backend.deploy(per_task(trainee['w_rec']), generator=generator)
     w_out = backend.deploy(per_task(trainee['w_out']), generator=generator)
 
-    def mvm(xx: torch.Tensor, ww: torch.Tensor) -> torch.Tensor:
-        return backend.mvm(xx, ww, generator=generator)
+    if _exact_reads(backend):
+        mvm = default_mvm  # same values, faster CPU kernel than a generic batched product
+    else:
+        def mvm(xx: torch.Tensor, ww: torch.Tensor) -> torch.Tensor:
+            return backend.mvm(xx, ww, generator=generator)
 
     dt = cfg.task.dt
     learn = run_trial(w_in, w_rec, w_out, x, cfg.trainee, mvm, dt=dt, mode=mode)

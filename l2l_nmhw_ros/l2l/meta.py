@@ -20,6 +20,7 @@ the test trial (:func:`l2l_nmhw_ros.l2l.inner.adapt`).
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
 from collections.abc import Callable
 from typing import Any
@@ -29,6 +30,7 @@ import torch
 
 from l2l_nmhw_ros.arm.kinematics import forward_kinematics
 from l2l_nmhw_ros.config import L2LConfig, config_hash, to_dict
+from l2l_nmhw_ros.errors import CheckpointError
 from l2l_nmhw_ros.l2l import checkpoint as ckpt
 from l2l_nmhw_ros.l2l.inner import AdaptResult, FloatBackend, adapt
 from l2l_nmhw_ros.l2l.tasks import TaskBatch, sample_mixed
@@ -141,6 +143,11 @@ class MetaTrainer:
         self.noise_gen = torch.Generator().manual_seed(cfg.seed + _SEED_NOISE)
         self.backend = backend if backend is not None else make_backend(
             cfg, pcm=cfg.meta.pcm_in_loop, quantize=cfg.meta.quantize_in_loop)
+        # the software share of a mixed batch (meta.pcm_fraction < 1)
+        self.soft_backend = make_backend(cfg, pcm=False, quantize=cfg.meta.quantize_in_loop)
+        if backend is None and cfg.meta.pcm_in_loop and not cfg.meta.pcm_read_noise_in_loop:
+            self.backend = make_backend(dataclasses.replace(
+                cfg, pcm=dataclasses.replace(cfg.pcm, read_noise=False)), pcm=True, quantize=True)
         self.history: list[dict[str, float]] = []
 
     # --- helpers -------------------------------------------------------------------------------
@@ -161,15 +168,35 @@ class MetaTrainer:
         """Return the outer loss (scalar) and its parts (floats) for one adapted batch."""
         return outer_loss(res, tasks, self.cfg)
 
+    def _adapt_loss(self, tasks: TaskBatch, gen: torch.Generator
+                    ) -> tuple[torch.Tensor, dict[str, float]]:
+        """Adapt and score a batch, splitting it between PCM and software per pcm_fraction."""
+        m = self.cfg.meta
+        n_pcm = tasks.batch
+        if m.pcm_in_loop and m.pcm_fraction < 1.0:
+            n_pcm = int(round(m.pcm_fraction * tasks.batch))
+        parts_list = []
+        total = None
+        for lo, hi, backend in ((0, n_pcm, self.backend), (n_pcm, tasks.batch, self.soft_backend)):
+            if hi <= lo:
+                continue
+            sub = tasks.subset(lo, hi) if (lo, hi) != (0, tasks.batch) else tasks
+            res = adapt(self.trainee_weights(), self.lsg_weights(), sub, self.cfg,
+                        backend=backend, generator=gen)
+            loss, parts = self.loss(res, sub)
+            w = (hi - lo) / tasks.batch
+            total = loss * w if total is None else total + loss * w
+            parts_list.append((w, parts))
+        merged = {k: sum(w * p[k] for w, p in parts_list) for k in parts_list[0][1]}
+        return total, merged
+
     def step(self) -> dict[str, float]:
         """Run one meta-training iteration; returns the loss parts."""
         cfg = self.cfg
         for g in self.optimizer.param_groups:
             g['lr'] = self.lr()
         tasks = sample_mixed(cfg.meta.families, cfg.task, cfg.meta.batch_size, self.task_rng)
-        res = adapt(self.trainee_weights(), self.lsg_weights(), tasks, cfg,
-                    backend=self.backend, generator=self.noise_gen)
-        loss, parts = self.loss(res, tasks)
+        loss, parts = self._adapt_loss(tasks, self.noise_gen)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         if cfg.meta.grad_clip > 0:
@@ -196,9 +223,7 @@ class MetaTrainer:
         for _ in range(batches or cfg.meta.validation_batches):
             tasks = sample_mixed(families or cfg.meta.families, cfg.task,
                                  tasks_per_batch or cfg.meta.validation_tasks, rng)
-            res = adapt(self.trainee_weights(), self.lsg_weights(), tasks, cfg,
-                        backend=self.backend, generator=gen)
-            _, parts = self.loss(res, tasks)
+            _, parts = self._adapt_loss(tasks, gen)
             for k, v in parts.items():
                 acc.setdefault(k, []).append(v)
         return {f'val_{k}': float(np.mean(v)) for k, v in acc.items()}
@@ -226,8 +251,7 @@ class MetaTrainer:
                     state[f'adam.{name}.step'] = np.asarray([float(st['step'])], dtype=np.float64)
             state['rng.noise'] = self.noise_gen.get_state().numpy()
             bg = self.task_rng.bit_generator.state
-            state['rng.tasks'] = np.frombuffer(
-                __import__('json').dumps(bg).encode(), dtype=np.uint8).copy()
+            state['rng.tasks'] = np.frombuffer(json.dumps(bg).encode(), dtype=np.uint8).copy()
             state['iteration'] = np.asarray([self.iteration], dtype=np.int64)
             ckpt.save_train_state(path, state)
 
@@ -237,10 +261,6 @@ class MetaTrainer:
         Raises:
             CheckpointError: config hash differs from this trainer's (when `strict_config`).
         """
-        import json
-
-        from l2l_nmhw_ros.errors import CheckpointError
-
         weights, meta = ckpt.load(path)
         if strict_config and meta.get('config_hash') != config_hash(self.cfg):
             raise CheckpointError(f'{path}: config hash {meta.get("config_hash")} differs from '

@@ -63,6 +63,11 @@ class TaskBatch:
         """Number of tasks."""
         return int(self.omega.shape[1])
 
+    def subset(self, start: int, stop: int) -> TaskBatch:
+        """Return tasks start .. stop - 1 as a new batch."""
+        return TaskBatch(self.omega[:, start:stop], self.q[:, start:stop],
+                         self.xyz[:, start:stop], self.q0[start:stop], self.family[start:stop])
+
 
 def _pack(omega: np.ndarray, q: np.ndarray, q0: np.ndarray, family: str,
           dtype: torch.dtype) -> TaskBatch:

@@ -45,14 +45,13 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import os
-import tempfile
 from pathlib import Path
 
 import torch
 
 from l2l_nmhw_ros.config import PCMConfig, from_dict, to_dict
 from l2l_nmhw_ros.errors import CheckpointError, ConfigError, ShapeError
+from l2l_nmhw_ros.fileio import atomic_write
 from l2l_nmhw_ros.pcm import device
 from l2l_nmhw_ros.pcm._checks import broadcast_batch, check_tensor, check_time
 from l2l_nmhw_ros.pcm.model import matmul_rows, quantize_delta
@@ -327,9 +326,9 @@ class Crossbar:
             return y
         if per_device:
             return y + self._per_device_noise(x, t, gen)
-        var = (x * x) @ var_w.T
+        var = (x * x) @ var_w.T  # sums of non-negative terms: var >= 0
         xi = torch.randn(var.shape, generator=gen, dtype=var.dtype)
-        return y + torch.sqrt(torch.clamp(var, min=0.0)) * xi
+        return torch.addcmul(y, var.sqrt_(), xi)
 
     def _per_device_noise(self, x: torch.Tensor, t: float,
                           gen: torch.Generator) -> torch.Tensor:
@@ -427,6 +426,39 @@ class Crossbar:
             sel[:self.n_post, :self.n_pre] = True
             return self._program(sel, w_new, t, deploy=True)
 
+    def reprogram(self, w: torch.Tensor, mask: torch.Tensor, t: float) -> int:
+        """Program only the weights selected by ``mask`` to ``clip(w, ±w_max)`` at time ``t``.
+
+        Used to restore meta-learned weights after a task (or any partial write): the selected
+        weights' devices are written as by :meth:`update` (programming noise, new ν,
+        ``t_prog = t``; the other polarity RESET on a sign change); all others are untouched.
+
+        Args:
+            w: target weights [1], shape (n_post, n_pre) (only masked entries are used).
+            mask: bool, shape (n_post, n_pre): the weights to write.
+            t: emulator time [s].
+
+        Returns:
+            Number of devices written.
+
+        Raises:
+            ValueError: ``w`` not floating point / not finite, ``mask`` not bool, ``t`` not finite.
+            ShapeError: ``w`` or ``mask`` not (n_post, n_pre).
+        """
+        self._check_matrix('w', w)
+        if not isinstance(mask, torch.Tensor) or mask.dtype != torch.bool:
+            raise ValueError(f'mask: expected a bool tensor, got {getattr(mask, "dtype", mask)}')
+        if tuple(mask.shape) != self.shape:
+            raise ShapeError(f'mask: expected shape {self.shape}, got {tuple(mask.shape)}')
+        t = check_time('t', t)
+        if not bool(mask.any()):
+            return 0
+        with torch.no_grad():
+            w_new = torch.clamp(self._pad(w.detach()), -self.cfg.w_max, self.cfg.w_max)
+            sel = torch.zeros_like(w_new, dtype=torch.bool)
+            sel[:self.n_post, :self.n_pre] = mask
+            return self._program(sel, w_new, t, deploy=False)
+
     def update(self, delta_w: torch.Tensor, t: float, generator: torch.Generator | None = None
                ) -> int:
         """Apply one on-chip update at time ``t``; return the number of devices programmed.
@@ -493,17 +525,7 @@ class Crossbar:
                 'pcm_config': json.dumps(to_dict(self.cfg), sort_keys=True),
                 'n_post': str(self.n_post), 'n_pre': str(self.n_pre),
                 'dtype': str(self.dtype).removeprefix('torch.')}
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f'.{path.name}.', suffix='.tmp', dir=path.parent)
-        os.close(fd)
-        try:
-            save_file(self.state_dict(), tmp, metadata=meta)
-            with open(tmp, 'rb') as fh:
-                os.fsync(fh.fileno())
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        atomic_write(path, lambda tmp: save_file(self.state_dict(), tmp, metadata=meta))
 
     @classmethod
     def load(cls, path: str | Path, cfg: PCMConfig, *, n_post: int | None = None,

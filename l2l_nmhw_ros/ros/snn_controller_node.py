@@ -12,8 +12,9 @@ learning signal; then the accelerator's status messages with the same ``learning
 give the execution windows (``phase_start``, ``phase_duration``, ``phase_hold``, ``time_scale``) of
 the ``baseline`` and ``adapted`` executions, and ``phase = done`` ends the episode: the measured
 joint states of each window are evaluated (FK → errors vs the demonstration and the target) and
-published. Targets arriving meanwhile wait in a queue of ``control.queue_size`` (when full the
-oldest is dropped, logged); an episode without an answer for ``control.episode_timeout`` s (wall
+published. Targets arriving meanwhile (or before the first joint states: the executions could
+not be evaluated) wait in a queue of ``control.queue_size`` (when full the oldest is dropped,
+logged); an episode without an answer for ``control.episode_timeout`` s (wall
 clock) is abandoned with an ERROR result. Bad messages (wrong frame, NaN, unknown joints) are
 logged (throttled), counted and ignored.
 
@@ -33,6 +34,7 @@ from collections import deque
 from typing import Any
 
 import numpy as np
+import torch
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
 from geometry_msgs.msg import PointStamped
 from rclpy.clock import Clock, ClockType
@@ -114,6 +116,8 @@ class SnnControllerNode(Node):
             self.js_q.clear()
         self.js_t.append(t)
         self.js_q.append(q)
+        if self.current is None and self.targets:
+            self._next()  # targets waited for the first joint states
 
     def _on_target(self, msg: PointStamped) -> None:
         p = np.array([msg.point.x, msg.point.y, msg.point.z], dtype=np.float64)
@@ -124,9 +128,12 @@ class SnnControllerNode(Node):
         if not np.isfinite(p).all():
             self._reject('reach_target', f'non-finite point {p.tolist()}')
             return
-        if self.current is None:
+        if self.current is None and self.js_t:
             self._start(p)
             return
+        if not self.js_t:
+            self.get_logger().warning('no joint_states received yet: the target waits for the '
+                                      'arm', throttle_duration_sec=THROTTLE_S)
         if len(self.targets) >= self.cfg.control.queue_size:
             old = self.targets.popleft()
             self.get_logger().warning(f'target queue full ({self.cfg.control.queue_size}): '
@@ -219,6 +226,8 @@ class SnnControllerNode(Node):
             except ValueError as exc:
                 level = DiagnosticStatus.ERROR
                 values['status'] = 'no_joint_states'
+                span = f'{t[0]:.3f}..{t[-1]:.3f} s' if len(t) else 'none'
+                values[f'evaluation_error_{name}'] = f'{exc} (buffer: {len(t)} samples, {span})'
                 notes.append(f'{name}: {exc}')
                 continue
             executed[name] = ev
@@ -255,7 +264,7 @@ class SnnControllerNode(Node):
             self._next()
 
     def _next(self) -> None:
-        if self.current is None and self.targets:
+        if self.current is None and self.targets and self.js_t:
             self._start(self.targets.popleft())
 
     # ---- outputs -----------------------------------------------------------------------------
@@ -280,6 +289,9 @@ class SnnControllerNode(Node):
 
 def main(args: list[str] | None = None) -> int:
     """Console entry point ``snn_controller``."""
+    # batch-1 trials and the LSG are many tiny products: extra intra-op threads only contend
+    # with the other nodes for the cores (measured: latency x20 with 2 threads on 2 busy cores)
+    torch.set_num_threads(1)
     return run_node(SnnControllerNode, args)
 
 

@@ -23,7 +23,9 @@ def test_measure_counts_calls_and_orders_stats():
 
 def test_ratios_come_from_rows_of_the_same_run(tmp_path, monkeypatch):
     fake = types.ModuleType('bench.bench_fake')
-    fake.run = lambda quick: [row('g', 'ours', 2e-3, 1e-4, 5), row('g', 'theirs', 6e-3, 1e-4, 5)]
+    fake.run = lambda quick: [row('g', 'ours', 2e-3, 1e-4, 5), row('g', 'theirs', 6e-3, 1e-4, 5),
+                              {'name': 'no group', 'median_s': 1.0, 'spread_s': 0.0, 'n': 1,
+                               'notes': ''}]
     fake.RATIOS = [('theirs / ours', 'theirs', 'ours'), ('missing', 'nope', 'ours')]
     monkeypatch.setitem(sys.modules, 'bench.bench_fake', fake)
     monkeypatch.setattr(bench_run, 'HERE', tmp_path)
@@ -36,6 +38,7 @@ def test_ratios_come_from_rows_of_the_same_run(tmp_path, monkeypatch):
     md = (tmp_path / 'results.md').read_text()
     assert '| g | ours | 2 ms |' in md
     assert '| theirs / ours | 3× |' in md
+    assert '| fake | no group | 1 s |' in md  # the module's name stands in for a missing group
 
 
 def test_measure_stops_at_the_budget_with_at_least_one_run():

@@ -13,7 +13,8 @@ from l2l_nmhw_ros.errors import ShapeError
 
 
 def test_home_pose():
-    np.testing.assert_allclose(forward_kinematics(np.zeros(4)), [0.920, -0.033, 0.3585], atol=1e-12)
+    np.testing.assert_allclose(forward_kinematics(np.zeros(4)), [0.920, -0.033, 0.3585],
+                               atol=1e-12)
 
 
 def test_base_quarter_turn_by_hand():

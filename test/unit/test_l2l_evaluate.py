@@ -43,7 +43,8 @@ def test_eval_cli_json(tmp_path, capsys) -> None:
     assert rc == 0
     out = json.loads(capsys.readouterr().out)
     rows = out['families']['brownian']['rows']
-    assert set(rows) == {'before', 'software', 'software_4bit', 'before_pcm', 'pcm'}
+    assert set(rows) == {'before', 'software', 'software_4bit', 'before_pcm', 'pcm',
+                         'mean_path_baseline'}
     assert rows['pcm']['distance'] > 0
     assert 'xyz_improvement_pcm' in \
         out['families']['reach']['summary']

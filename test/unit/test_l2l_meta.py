@@ -153,3 +153,20 @@ def test_checkpoint_rejects_missing_keys_and_bad_version(tmp_path) -> None:
         ckpt.load(tmp_path / 'y')
     with pytest.raises(CheckpointError, match='not a checkpoint'):
         ckpt.load(tmp_path / 'nothing')
+
+
+def test_mixed_pcm_batch_splits_tasks_between_backends() -> None:
+    # pcm_fraction 0.5 of 4 tasks: 2 through the PCM model (programming counts are devices),
+    # 2 in software; the loss is the size-weighted mean of the two halves
+    cfg = _tiny_cfg(pcm_in_loop=True, pcm_fraction=0.5, pcm_read_noise_in_loop=False)
+    tr = MetaTrainer(cfg)
+    assert not tr.backend.cfg.read_noise
+    tasks = make_tasks('reach', cfg.task, 4, np.random.default_rng(2))
+    loss, parts = tr._adapt_loss(tasks, torch.Generator().manual_seed(0))
+    gen = torch.Generator().manual_seed(0)
+    l_pcm, _ = outer_loss(adapt(tr.trainee_weights(), tr.lsg_weights(), tasks.subset(0, 2), cfg,
+                                backend=tr.backend, generator=gen), tasks.subset(0, 2), cfg)
+    l_sw, _ = outer_loss(adapt(tr.trainee_weights(), tr.lsg_weights(), tasks.subset(2, 4), cfg,
+                               backend=tr.soft_backend, generator=gen), tasks.subset(2, 4), cfg)
+    assert float(loss) == pytest.approx(0.5 * float(l_pcm) + 0.5 * float(l_sw), rel=1e-6)
+    assert parts['loss'] == pytest.approx(float(loss), rel=1e-6)

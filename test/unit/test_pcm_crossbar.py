@@ -219,3 +219,21 @@ def test_bad_inputs_raise_naming_the_argument() -> None:
         xb.effective_weights(float('nan'))
     with pytest.raises(ValueError, match='^n_post:'):
         Crossbar(_cfg(), 0, 4)
+
+
+def test_reprogram_writes_only_masked_weights():
+    xb = Crossbar(PCMConfig(preset='physical'), 4, 3, 7)
+    w0 = torch.full((4, 3), 0.5)
+    xb.program(w0, 0.0)
+    g_before = xb.g_plus.clone()
+    mask = torch.zeros(4, 3, dtype=torch.bool)
+    mask[1, 2] = True
+    target = torch.full((4, 3), -0.25)
+    n = xb.reprogram(target, mask, 5.0)
+    assert n == 2 * xb.cfg.n_devices  # G+ RESET and G- SET on the sign change
+    assert float(xb.w_target[1, 2]) == -0.25
+    assert torch.equal(xb.w_target[~mask], w0[~mask])
+    unchanged = ~mask.expand_as(g_before[0])
+    assert torch.equal(xb.g_plus[:, unchanged], g_before[:, unchanged])
+    assert float(xb.t_prog[..., 1, 2].min()) == 5.0
+    assert xb.reprogram(target, torch.zeros(4, 3, dtype=torch.bool), 6.0) == 0
