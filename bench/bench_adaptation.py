@@ -7,11 +7,11 @@ rounded to the 1/16 grid, only the changed devices re-programmed, adapted test t
 readout the command stream is made of. The baseline trial (an extra trial before the update, for
 the comparison only) is off here, as the node excludes it from its own latency too.
 
-Network: the paper code's initial trainee (``init_trainee_weights``, seed 0), deployed by the
-crossbar itself (default configuration: ``paper_code`` preset); the learning signal: seeded
-Gaussian, SD ``SIGNAL_SD`` (large enough that the update re-programs devices; the notes give how
-many). No meta-learned checkpoint is needed to time the work, which does not depend on the weight
-values beyond the spike counts (given in the notes).
+Network and signals: the shipped meta-learned checkpoint (``checkpoints/default``; its network
+sections, default ``pcm`` section: ``paper_code`` preset), deployed by the crossbar itself; the
+learning signals: the checkpoint's LSG on the demonstrations of seeded reach targets (what the
+``snn_controller`` sends; computed before the timing). Without the checkpoint: the paper code's
+initial trainee (seed 0) and seeded Gaussian signals, SD ``SIGNAL_SD`` (said in the notes).
 
 Rows (group ``adaptation``; torch with ``THREADS`` thread, best for batch 1 here):
 
@@ -39,6 +39,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from typing import Any
+
 import numpy as np
 import torch
 
@@ -60,29 +62,51 @@ RATIOS = [
 ]
 
 
-def _weights(cfg: C.L2LConfig) -> dict[str, np.ndarray]:
-    w = init_trainee_weights(cfg.trainee, torch.Generator().manual_seed(0))
-    return {k: v.numpy() for k, v in w.items()}
-
-
 def _signal(cfg: C.L2LConfig, seed: int) -> np.ndarray:
     rng = np.random.default_rng(seed)
     return rng.normal(0.0, SIGNAL_SD, (cfg.task.n_steps, cfg.trainee.n_rec)).astype(np.float32)
+
+
+def setup(n_signals: int) -> tuple[C.L2LConfig, dict[str, Any], list[np.ndarray], str,
+                                   Path | None]:
+    """Return (config, weights, learning signals (time, n_rec), description, checkpoint path).
+
+    The shipped checkpoint and its LSG's signals for ``n_signals`` seeded reach targets, or,
+    without a checkpoint, the initial trainee and seeded Gaussian signals.
+    """
+    cfg = C.load(C.default_config_path())
+    try:
+        from l2l_nmhw_ros.demo import draw_targets
+        from l2l_nmhw_ros.l2l import checkpoint
+        from l2l_nmhw_ros.l2l.episode import ReachPlanner, network_config, resolve_checkpoint
+
+        path = resolve_checkpoint('')
+        weights, meta = checkpoint.load(path)
+    except Exception as exc:  # noqa: BLE001 - no checkpoint: time the same work on random ones
+        w = init_trainee_weights(cfg.trainee, torch.Generator().manual_seed(0))
+        return (cfg, {k: v.numpy() for k, v in w.items()},
+                [_signal(cfg, i) for i in range(n_signals)],
+                f'initial trainee, Gaussian signals SD {SIGNAL_SD:g} (no checkpoint: {exc})', None)
+    cfg, _ = network_config(cfg, meta)
+    planner = ReachPlanner(cfg, weights)
+    with torch_threads(THREADS):
+        sigs = [planner.learning_signal(planner.plan(t))
+                for t in draw_targets(cfg, n_signals, 0)]
+    return cfg, weights, sigs, f'{path.name} checkpoint, its LSG on seeded reach targets', path
 
 
 def core_rows(quick: bool) -> list[dict]:
     """Time ``Accelerator.adapt`` (no baseline trial) on fresh learning signals."""
     from l2l_nmhw_ros.l2l.accelerator import Accelerator
 
-    cfg = C.load(C.default_config_path())
     runs, warmup = (5, 1) if quick else (20, 2)
+    cfg, weights, signals, source, _ = setup(warmup + runs)
     times: list[float] = []
     stages: dict[str, list[float]] = {}
     devices, changed, rates = [], [], []
     with torch_threads(THREADS):
-        acc = Accelerator(cfg, _weights(cfg), 0.0, seed=1, clock=time.perf_counter)
-        for i in range(warmup + runs):
-            sig = _signal(cfg, i)
+        acc = Accelerator(cfg, weights, 0.0, seed=1, clock=time.perf_counter)
+        for i, sig in enumerate(signals):
             t0 = time.perf_counter()
             out = acc.adapt(sig, T_EMULATOR, baseline=False)
             dt = time.perf_counter() - t0
@@ -100,7 +124,7 @@ def core_rows(quick: bool) -> list[dict]:
     notes = (', '.join(f'{k} {1e3 * v:.1f} ms' for k, v in stage_med.items())
              + f'; {int(np.median(changed))} weights / {int(np.median(devices))} devices '
              f're-programmed (median); trainee {np.mean(rates):.0f} Hz; torch threads {THREADS}; '
-             f'pcm preset {cfg.pcm.preset}')
+             f'pcm preset {cfg.pcm.preset}; {source}')
     rows = [row(GROUP, 'adaptation.core', med, spread, n, notes,
                 devices_programmed=int(np.median(devices)))]
     for k, v in stages.items():
@@ -139,9 +163,10 @@ def dds_rows(quick: bool) -> list[dict]:
         from l2l_nmhw_ros.ros.convert import diag_values, to_multiarray
     except ImportError as exc:
         return [skipped(GROUP, 'adaptation.dds', f'rclpy or the graph nodes unavailable: {exc}')]
-    cfg = C.load(C.default_config_path())
+    runs, warmup = (3, 1) if quick else (15, 2)
+    cfg, _, signals, source, ckpt = setup(warmup + runs)
     tmp = Path(tempfile.mkdtemp(prefix='bench_adapt_'))
-    ckpt = _checkpoint(cfg, tmp)
+    ckpt = ckpt or _checkpoint(cfg, tmp)
     env = dict(os.environ, ROS_AUTOMATIC_DISCOVERY_RANGE='LOCALHOST',
                ROS_LOG_DIR=str(tmp / 'roslog'), OMP_NUM_THREADS=str(THREADS))
     env.setdefault('ROS_DOMAIN_ID', str(150 + os.getpid() % 50))
@@ -181,11 +206,10 @@ def dds_rows(quick: bool) -> list[dict]:
         if not spin_until(lambda: pub.get_subscription_count() > 0 and bool(status), 60.0):
             return [skipped(GROUP, 'adaptation.dds', 'pcm_accelerator node did not come up in '
                             f'60 s (exit code {child.poll()}; log {tmp / "node.log"})')]
-        runs, warmup = (3, 1) if quick else (15, 2)
         times: list[float] = []
         node_ms: list[float] = []
-        for i in range(warmup + runs):
-            msg = to_multiarray(_signal(cfg, 100 + i), ('time', 'neuron'))
+        for i, sig in enumerate(signals):
+            msg = to_multiarray(sig, ('time', 'neuron'))
             first_cmd.clear()
             status.clear()
             t0 = time.perf_counter()
@@ -207,7 +231,7 @@ def dds_rows(quick: bool) -> list[dict]:
         rows.append(row(GROUP, 'adaptation.dds', med, spread, n,
                         f'node in a 2nd process, loopback FastDDS; the node itself reports '
                         f'{node_med} (median adaptation_latency_ms); command timer 50 Hz; '
-                        f'OMP_NUM_THREADS={THREADS} in the node'))
+                        f'OMP_NUM_THREADS={THREADS} in the node; {source}'))
         node.destroy_node()
     finally:
         ctx.try_shutdown()
