@@ -151,6 +151,17 @@ def _checkpoint(cfg: C.L2LConfig, folder: Path) -> Path:
                            {'config': C.to_dict(cfg), 'note': 'random init (benchmark)'})
 
 
+def _episode(status: dict[str, str]) -> int:
+    try:
+        return int(float(status.get('episode', '-1')))
+    except ValueError:
+        return -1
+
+
+def _is_done(status: dict[str, str], episode: int) -> bool:
+    return status.get('phase') == 'done' and _episode(status) == episode
+
+
 def dds_rows(quick: bool) -> list[dict]:
     """Time learning signal published here -> first command received from the node process."""
     try:
@@ -217,14 +228,16 @@ def dds_rows(quick: bool) -> list[dict]:
             if not spin_until(lambda: bool(first_cmd), 30.0):
                 return [skipped(GROUP, 'adaptation.dds', f'no command within 30 s (episode {i})')]
             dt = first_cmd[0] - t0
-            ok = spin_until(lambda: any(s.get('phase') == 'done' for s in status), 30.0)
+            # this episode (number i + 1 of the fresh node) has ended: its stream is over, so the
+            # next signal is not queued and the next first command is the next episode's
+            ok = spin_until(lambda i=i: any(_is_done(s, i + 1) for s in status), 60.0)
             if not ok:
-                return [skipped(GROUP, 'adaptation.dds', f'episode {i} did not end in 30 s')]
+                return [skipped(GROUP, 'adaptation.dds', f'episode {i} did not end in 60 s')]
             if i < warmup:
                 continue
             times.append(dt)
             lat = [float(s['adaptation_latency_ms']) for s in status
-                   if s.get('event') == 'computed' and 'adaptation_latency_ms' in s]
+                   if s.get('event') == 'computed' and _episode(s) == i + 1]
             node_ms += lat[:1]
         med, spread, n = summarize(times)
         node_med = f'{np.median(node_ms):.1f} ms' if node_ms else 'n/a'
