@@ -16,6 +16,7 @@ import sys
 COMMANDS: dict[str, tuple[str, str]] = {
     'demo': ('l2l_nmhw_ros.demo', 'run the main job on the embedded defaults'),
     'config': ('l2l_nmhw_ros.config_cli', 'print the effective configuration (after overrides)'),
+    'launch': ('l2l_nmhw_ros.ros.launcher', 'run a ROS 2 YAML launch file without a ROS 2 distro'),
     'pcm': ('l2l_nmhw_ros.pcm.cli', 'PCM emulator tools: characterize the device model'),
     'train': ('l2l_nmhw_ros.l2l.train_cli', 'meta-train the trainee and the LSG (L2L outer loop)'),
     'eval': ('l2l_nmhw_ros.l2l.evaluate', 'evaluate a checkpoint on unseen tasks (software, PCM)'),

@@ -331,12 +331,33 @@ class ArmConfig(_Section):
 
 @dataclasses.dataclass(frozen=True)
 class ControlConfig(_Section):
-    """Controller and accelerator glue (``control`` section)."""
+    """Controller and accelerator glue (``control`` section): episodes, playback, state."""
 
     time_scale: float = param(0.0, '1', 'Playback: robot time = network time x time_scale; '
                               '0 = smallest scale that keeps the URDF velocity limits', lo=0.0)
+    min_time_scale: float = param(1.0, '1', 'Lower bound of the automatic time scale (the robot '
+                                  'never plays faster than the network ran)', lo=1e-3)
+    velocity_fraction: float = param(0.9, '1', 'Share of the velocity limit (arm.max_velocity) '
+                                     'that playback and moves may use', lo=0.01, hi=1.0)
     command_rate: float = param(50.0, 'Hz', 'Rate of the streamed joint-position commands', lo=1.0)
     settle_time: float = param(0.5, 's', 'Wait after the last command before evaluating', lo=0.0)
+    home: tuple[float, ...] = param([0.0, 0.0, 0.0, 0.0], 'rad', 'Home pose (arm.joints order): '
+                                    'start of every demonstration and execution (paper: q0 = 0)')
+    run_baseline: bool = param(True, '', 'Before the update, execute a test trial with the '
+                               'current (meta-learned) weights to report the error without update')
+    restore_weights: bool = param(True, '', 'After each episode, re-program the changed devices '
+                                  'back to the meta-learned weights (each target is a new task)')
+    reach_tolerance: float = param(0.02, 'm', 'Largest distance of a target from the workspace of '
+                                   'the learned joints (base, shoulder) that is still accepted',
+                                   lo=1e-6)
+    queue_size: int = param(4, '1', 'Targets waiting while an episode runs; when full, the oldest '
+                            'is dropped (logged)', lo=1)
+    episode_timeout: float = param(120.0, 's', 'Wall-clock limit of one episode (learning signal '
+                                   'to evaluation) before it is abandoned', lo=1.0)
+    status_rate: float = param(1.0, 'Hz', 'Rate of pcm_accelerator/status (plus one message per '
+                               'phase change)', lo=0.01)
+    frame_id: str = param('base_link', '', 'Frame of targets and markers (the arm base); targets '
+                          'in other frames are rejected (no tf2 on pip-only installs)')
     checkpoint: str = param('', '', 'Checkpoint path; empty = the shipped default')
     state_file: str = param('', '', 'PCM device-state file; empty = in-memory only')
 

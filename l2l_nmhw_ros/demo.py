@@ -1,68 +1,412 @@
-"""``l2l-nmhw demo``: the main job on the embedded defaults.
+"""``l2l-nmhw demo``: the meta-learned network adapts to new reach targets on the simulated arm.
 
-Until the whole graph lands, it checks what exists: the configuration loads and validates, and the
-pip-installed ROS 2 stack passes one message between two nodes over loopback-only DDS.
+What it does (the main job of the package, ``make demo``):
+
+1. starts the ROS 2 graph of ``launch/reach.launch.yaml`` through the package's launcher
+   (separate processes: ``pcm_accelerator``, ``snn_controller``, ``arm_sim``; loopback-only DDS,
+   a private domain unless ``ROS_DOMAIN_ID`` is set) with the shipped checkpoint
+   (``checkpoints/default``) and the PyBullet arm, which owns the time (/clock) and runs
+   ``--real-time-factor`` times faster than real time (default 4: every node follows simulated
+   time, so the run takes a quarter of the robot time without changing what happens);
+2. sends ``--targets`` (default 5) new reach targets drawn with ``--seed`` from the ``reach`` task
+   family (joint goals uniform in the safe ranges ∩ the URDF limits, end-effector travel at least
+   ``task.reach_min_distance``), one episode each;
+3. prints per target: the target [m], the end-effector error at the end of the execution with the
+   meta-learned initial weights (no update) and after the one on-chip update [m], the devices
+   programmed by the update, the adaptation latency (learning signal in → adapted command stream
+   ready, ms); then a summary;
+4. writes ``demo_output/``: ``episodes.mcap`` (commands, joint_states, learning signals, status,
+   results, demonstrations, markers; readable by ``ros2 bag`` and Foxglove), PNG plots
+   (``paths.png`` target vs executed path, ``joints.png`` joint trajectories,
+   ``learning_signal.png`` raster of the learning signals, ``conductance.png`` histogram of the
+   device conductances), ``pcm_state.safetensors`` (device state), ``summary.json``, ``logs/``.
+
+Exit status 0 when every node came up, every target got an evaluated episode and the graph shut
+down cleanly; 1 otherwise (with the reason). ``--json`` prints the summary as JSON instead.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
+import shutil
+import sys
 import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
 
 from l2l_nmhw_ros import config as C
+
+DEFAULT_OUTPUT = 'demo_output'
+ARM_NODE = 'arm_sim'
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Add this subcommand's arguments."""
+    parser.add_argument('--targets', type=int, default=5, help='number of reach targets (5)')
+    parser.add_argument('--seed', type=int, default=1, help='seed of the targets (1)')
+    parser.add_argument('--output', default=DEFAULT_OUTPUT, help='output folder (demo_output)')
+    parser.add_argument('--checkpoint', default='',
+                        help='checkpoint folder (default: the shipped checkpoints/default)')
+    parser.add_argument('--real-time-factor', type=float, default=4.0,
+                        help='simulated seconds per wall-clock second of the arm simulation (4)')
+    parser.add_argument('--timeout', type=float, default=120.0,
+                        help='wall-clock seconds allowed per episode (120)')
+    parser.add_argument('--no-plots', action='store_true', help='skip the PNG plots')
+    parser.add_argument('--verbose', action='store_true', help="echo the nodes' output")
     parser.add_argument('--json', action='store_true', help='machine-readable output')
 
 
-def _dds_roundtrip() -> float:
-    import rclpy
-    from rclpy.executors import SingleThreadedExecutor
-    from std_msgs.msg import String
+def draw_targets(cfg: C.L2LConfig, n: int, seed: int) -> np.ndarray:
+    """Return ``n`` seeded reach targets [m], (n, 3): end points of the ``reach`` task family with
+    joint goals inside the task's safe ranges AND the URDF limits (so every target is reachable).
+    """
+    import dataclasses
 
+    from l2l_nmhw_ros.arm.kinematics import load_joint_limits, safe_limits
+    from l2l_nmhw_ros.l2l.tasks import reach
+
+    lim = safe_limits(load_joint_limits())
+    tc = cfg.task
+    lo = [max(tc.joint_lo[i], lim.lower[lim.index(j)]) for i, j in
+          enumerate(('base_joint', 'shoulder'))]
+    hi = [min(tc.joint_hi[i], lim.upper[lim.index(j)]) for i, j in
+          enumerate(('base_joint', 'shoulder'))]
+    task = dataclasses.replace(tc, joint_lo=tuple(lo), joint_hi=tuple(hi))
+    batch = reach(task, n, np.random.default_rng(seed))
+    return batch.xyz[-1].double().numpy()
+
+
+class _Out:
+    """Prints for humans unless --json."""
+
+    def __init__(self, quiet: bool) -> None:
+        self.quiet = quiet
+
+    def __call__(self, text: str = '') -> None:
+        if not self.quiet:
+            print(text, flush=True)
+
+
+def _f(r: dict[str, str], key: str) -> float:
+    try:
+        return float(r[key])
+    except (KeyError, ValueError):
+        return math.nan
+
+
+def run_demo(n_targets: int = 5, seed: int = 1, output: str | Path = DEFAULT_OUTPUT,
+             checkpoint: str = '', real_time_factor: float = 4.0, timeout: float = 120.0,
+             plots: bool = True, verbose: bool = False, say: Any = print) -> dict[str, Any]:
+    """Run the demo; return the summary dict (also written to ``<output>/summary.json``).
+
+    Raises:
+        RuntimeError: the graph did not come up, or a node died.
+    """
+    import rclpy
+
+    from l2l_nmhw_ros.l2l.episode import resolve_checkpoint
+    from l2l_nmhw_ros.ros.demo_client import DemoClient
+    from l2l_nmhw_ros.ros.launch_file import find_package_share, load_launch_file
+    from l2l_nmhw_ros.ros.launcher import Launcher, ros_environment
+
+    t_start = time.monotonic()
+    out = Path(output)
+    for name in ('episodes.mcap', 'pcm_state.safetensors', 'pcm_state.safetensors.json',
+                 'summary.json'):
+        (out / name).unlink(missing_ok=True)
+    shutil.rmtree(out / 'logs', ignore_errors=True)
+    out.mkdir(parents=True, exist_ok=True)
+    cfg = C.load()
+    ckpt = resolve_checkpoint(checkpoint)
+    targets = draw_targets(cfg, n_targets, seed)
+
+    env = ros_environment()
+    for k in ('ROS_AUTOMATIC_DISCOVERY_RANGE', 'ROS_DOMAIN_ID', 'ROS_LOG_DIR',
+              'AMENT_PREFIX_PATH', 'RMW_IMPLEMENTATION'):
+        os.environ[k] = env[k]  # the demo's own node joins the same graph
+    os.environ.pop('ROS_LOCALHOST_ONLY', None)
+    launch_file = find_package_share('l2l_nmhw_ros') / 'launch' / 'reach.launch.yaml'
+    state_file = (out / 'pcm_state.safetensors').resolve()
+    desc = load_launch_file(launch_file, {
+        'arm': 'sim', 'use_sim_time': 'true', 'real_time_factor': str(real_time_factor),
+        'checkpoint': str(ckpt), 'pcm_state_file': str(state_file)})
+    say(f'l2l-nmhw demo: {n_targets} reach targets (seed {seed}), checkpoint {ckpt}')
+    say(f"graph: {', '.join(n.label for n in desc.nodes)} (separate processes); ROS_DOMAIN_ID="
+        f"{env['ROS_DOMAIN_ID']}, loopback only; arm simulation at {real_time_factor:g}x real "
+        'time (it owns /clock)')
+    launcher = Launcher(desc, log_dir=out / 'logs', echo=verbose, env=env,
+                        stream=sys.stdout if verbose else open(os.devnull, 'w'))  # noqa: SIM115
+    launcher.start()
     ctx = rclpy.Context()
     rclpy.init(context=ctx)
+    client = None
+    rows: list[dict[str, Any]] = []
+    problems: list[str] = []
+    counts: dict[str, int] = {}
     try:
-        a = rclpy.create_node('demo_talker', context=ctx)
-        b = rclpy.create_node('demo_listener', context=ctx)
-        got: list[float] = []
-        b.create_subscription(String, 'demo_ping', lambda m: got.append(time.perf_counter()), 10)
-        pub = a.create_publisher(String, 'demo_ping', 10)
-        ex = SingleThreadedExecutor(context=ctx)
-        ex.add_node(a)
-        ex.add_node(b)
-        t0 = time.perf_counter()
-        deadline = t0 + 10.0
-        while not got and time.perf_counter() < deadline:
-            pub.publish(String(data='ping'))
-            ex.spin_once(timeout_sec=0.05)
-        if not got:
-            raise RuntimeError('no DDS message came back over loopback within 10 s')
-        return got[0] - t0
+        client = DemoClient(ctx, out / 'episodes.mcap', list(cfg.arm.joints), use_sim_time=True,
+                            arm_controller=desc.values['arm_controller'])
+
+        def alive() -> str | None:
+            dead = [p.spec.label for p in launcher.procs if p.popen.poll() is not None]
+            if dead:
+                logs = {p.spec.label: p.log_path for p in launcher.procs}
+                tail = '\n'.join((logs[dead[0]].read_text(errors='replace').splitlines()
+                                  or [''])[-15:])
+                return f'node {dead[0]} exited (log {logs[dead[0]]}):\n{tail}'
+            return None
+
+        t0 = time.monotonic()
+        if not client.spin_until(lambda: client.graph_ready(ARM_NODE), 90.0, alive):
+            raise RuntimeError('the graph did not come up within 90 s (logs in '
+                               f'{out / "logs"})')
+        up_s = time.monotonic() - t0
+        say(f'every node is up ({up_s:.1f} s): '
+            f"{', '.join(sorted(set(client.node.get_node_names()) - {'l2l_demo'}))}")
+        say('')
+        say(f"{'#':>2}  {'target x, y, z [m]':>22}  {'error no update [m]':>19}  "
+            f"{'after 1 update [m]':>18}  {'devices':>7}  {'latency [ms]':>12}")
+        for i, p in enumerate(targets):
+            n0 = len(client.results)
+            client.send_target(p, cfg.control.frame_id)
+            if not client.spin_until(lambda n0=n0: len(client.results) > n0, timeout, alive):
+                problems.append(f'target {i + 1}: no result within {timeout} s')
+                say(f'{i + 1:>2}  no result within {timeout} s')
+                continue
+            r = client.results[n0]
+            row = {'target': [round(float(v), 4) for v in p], 'status': r.get('status', '?'),
+                   'error_no_update_m': _f(r, 'error_final_baseline'),
+                   'error_after_update_m': _f(r, 'error_final_adapted'),
+                   'path_error_no_update_m': _f(r, 'error_path_baseline'),
+                   'path_error_after_update_m': _f(r, 'error_path_adapted'),
+                   'devices_programmed': int(_f(r, 'devices_programmed'))
+                   if 'devices_programmed' in r else None,
+                   'devices_restored': int(_f(r, 'devices_restored'))
+                   if 'devices_restored' in r else None,
+                   'adaptation_latency_ms': _f(r, 'adaptation_latency_ms'),
+                   'lsg_ms': _f(r, 'lsg_ms'), 'arm_moved_rad': _f(r, 'arm_moved_rad'),
+                   'time_scale': _f(r, 'time_scale_adapted'),
+                   'crc': r.get('learning_signal_crc32', '')}
+            rows.append(row)
+            if row['status'] != 'ok':
+                problems.append(f"target {i + 1}: {row['status']} ({r.get('message', '')})")
+            xyz = ', '.join(f'{v:+.3f}' for v in p)
+            say(f"{i + 1:>2}  {xyz:>22}  {row['error_no_update_m']:>19.3f}  "
+                f"{row['error_after_update_m']:>18.3f}  {row['devices_programmed'] or 0:>7d}  "
+                f"{row['adaptation_latency_ms']:>12.0f}")
+        ok, msg = client.save_state()
+        if not ok:
+            problems.append(f'save_state: {msg}')
     finally:
-        rclpy.shutdown(context=ctx)
+        if client is not None:
+            js_t, js_q = client.joint_states()
+            status, signals, demos = client.status, client.signals, client.demos
+            counts = client.close()
+        ctx.try_shutdown()
+        code = launcher.shutdown()
+    if code != 0:
+        problems.append('unclean shutdown: ' + ', '.join(f'{k}={v}' for k, v in
+                                                         launcher.returncodes.items()))
+    summary = _summary(rows, n_targets, problems)
+    summary.update({'seed': seed, 'checkpoint': str(ckpt), 'real_time_factor': real_time_factor,
+                    'graph_up_s': round(up_s, 2), 'wall_s': None, 'exit_codes':
+                    dict(launcher.returncodes), 'bag': str(out / 'episodes.mcap'),
+                    'bag_messages': counts, 'rows': rows, 'problems': problems})
+    if plots:
+        try:
+            summary['plots'] = _plots(out, cfg, rows, status, signals, demos, js_t, js_q,
+                                      state_file)
+        except Exception as exc:  # noqa: BLE001 - plots never hide the results
+            problems.append(f'plots: {exc}')
+    summary['wall_s'] = round(time.monotonic() - t_start, 1)
+    summary['ok'] = not problems
+    summary = _clean(summary)
+    (out / 'summary.json').write_text(json.dumps(summary, indent=2) + '\n', encoding='utf-8')
+    return summary
+
+
+def _clean(x: Any) -> Any:
+    """JSON-safe copy: NaN/inf become None (strict JSON has no NaN)."""
+    if isinstance(x, dict):
+        return {k: _clean(v) for k, v in x.items()}
+    if isinstance(x, list | tuple):
+        return [_clean(v) for v in x]
+    if isinstance(x, float | np.floating):
+        return float(x) if math.isfinite(x) else None
+    if isinstance(x, np.integer):
+        return int(x)
+    return x
+
+
+def _summary(rows: list[dict[str, Any]], n: int, problems: list[str]) -> dict[str, Any]:
+    ok = [r for r in rows if r['status'] == 'ok']
+    base = np.array([r['error_no_update_m'] for r in ok])
+    adapt = np.array([r['error_after_update_m'] for r in ok])
+    better = int(np.sum(adapt < base)) if ok else 0
+    lat = np.array([r['adaptation_latency_ms'] for r in ok])
+    dev = np.array([r['devices_programmed'] for r in ok], dtype=float)
+
+    def med(a: np.ndarray) -> float | None:
+        return round(float(np.median(a)), 4) if a.size else None
+
+    def mean(a: np.ndarray) -> float | None:
+        return round(float(np.mean(a)), 4) if a.size else None
+
+    return {'targets': n, 'episodes_ok': len(ok), 'improved': better,
+            'median_error_no_update_m': med(base), 'median_error_after_update_m': med(adapt),
+            'mean_error_no_update_m': mean(base), 'mean_error_after_update_m': mean(adapt),
+            'median_adaptation_latency_ms': med(lat), 'mean_devices_programmed': mean(dev)}
+
+
+def _windows(status: list[dict[str, str]], crc: str) -> dict[str, tuple[float, float, float]]:
+    out = {}
+    for s in status:
+        if s.get('learning_signal_crc32') == crc and s.get('event') == 'start' and \
+                s.get('phase') in ('baseline', 'adapted'):
+            start, dur, hold = (float(s[k]) for k in ('phase_start', 'phase_duration',
+                                                      'phase_hold'))
+            out[s['phase']] = (start, start + dur + hold, float(s['time_scale']))
+    return out
+
+
+def _plots(out: Path, cfg: C.L2LConfig, rows: list[dict[str, Any]], status: list, signals: list,
+           demos: list, js_t: np.ndarray, js_q: np.ndarray, state_file: Path) -> list[str]:
+    import matplotlib
+
+    matplotlib.use('Agg')
+    import matplotlib.pyplot as plt
+
+    from l2l_nmhw_ros.arm.kinematics import forward_kinematics
+
+    files = []
+    dt = cfg.task.dt
+    n = len(rows)
+    colors = plt.cm.tab10(np.arange(max(n, 1)) % 10)
+    # 1) target vs executed end-effector path (top and side views)
+    fig, axes = plt.subplots(1, 2, figsize=(12, 5.5))
+    fig_j, axes_j = plt.subplots(2, 1, figsize=(11, 7), sharex=True)
+    for i, r in enumerate(rows):
+        c = colors[i]
+        tgt = np.array(r['target'])
+        demo = demos[i] if i < len(demos) else None
+        win = _windows(status, r['crc'])
+        for ax, (a, b, lab) in zip(axes, ((0, 1, 'x-y (top)'), (0, 2, 'x-z (side)')),
+                                   strict=True):
+            ax.plot(tgt[a], tgt[b], marker='*', ms=14, color=c, ls='none')
+            if demo is not None:
+                d = forward_kinematics(demo)
+                ax.plot(d[:, a], d[:, b], color=c, ls=':', lw=1.2)
+            for phase, style in (('baseline', '--'), ('adapted', '-')):
+                if phase in win and len(js_t):
+                    t0, t1, _ = win[phase]
+                    m = (js_t >= t0) & (js_t <= t1)
+                    x = forward_kinematics(js_q[m])
+                    ax.plot(x[:, a], x[:, b], color=c, ls=style, lw=1.6 if style == '-' else 1)
+            ax.set_title(lab)
+        for phase, style in (('baseline', '--'), ('adapted', '-')):
+            if phase in win and len(js_t):
+                t0, t1, scale = win[phase]
+                m = (js_t >= t0) & (js_t <= t1)
+                steps = (js_t[m] - t0) / (dt * scale)
+                for j in range(2):
+                    axes_j[j].plot(steps, js_q[m, j], color=c, ls=style, lw=1.2)
+        if demo is not None:
+            for j in range(2):
+                axes_j[j].plot(np.arange(1, len(demo) + 1), demo[:, j], color=c, ls=':', lw=1)
+    for ax in axes:
+        ax.set_xlabel('x [m]')
+        ax.set_aspect('equal', adjustable='datalim')
+        ax.grid(alpha=0.3)
+    axes[0].set_ylabel('y [m]')
+    axes[1].set_ylabel('z [m]')
+    fig.suptitle('Reach targets (*): demonstration (dotted), executed before the update '
+                 '(dashed) and after one on-chip update (solid)')
+    fig.tight_layout()
+    fig.savefig(out / 'paths.png', dpi=110)
+    files.append(str(out / 'paths.png'))
+    for j, name in enumerate(('base_joint', 'shoulder')):
+        axes_j[j].set_ylabel(f'{name} [rad]')
+        axes_j[j].grid(alpha=0.3)
+    axes_j[1].set_xlabel('network step (executions in robot time / (dt x time scale))')
+    axes_j[0].set_title('Joint trajectories: demonstration (dotted), before (dashed), after the '
+                        'update (solid)')
+    fig_j.tight_layout()
+    fig_j.savefig(out / 'joints.png', dpi=110)
+    files.append(str(out / 'joints.png'))
+    plt.close('all')
+    # 2) learning signals: one panel per episode (time x neuron)
+    if signals:
+        k = len(signals)
+        fig, axes = plt.subplots(1, k, figsize=(3.2 * k + 1, 4), squeeze=False)
+        vmax = float(np.percentile(np.abs(np.concatenate([s.ravel() for s in signals])), 99))
+        for i, s in enumerate(signals):
+            im = axes[0, i].imshow(s.T, aspect='auto', cmap='RdBu_r', vmin=-vmax, vmax=vmax,
+                                   origin='lower', interpolation='nearest')
+            axes[0, i].set_title(f'episode {i + 1}')
+            axes[0, i].set_xlabel('time [ms]')
+        axes[0, 0].set_ylabel('trainee neuron')
+        fig.colorbar(im, ax=axes[0, :].tolist(), label='learning signal L')
+        fig.suptitle('Learning signals from the LSG (one per episode)')
+        fig.savefig(out / 'learning_signal.png', dpi=110)
+        files.append(str(out / 'learning_signal.png'))
+        plt.close(fig)
+    # 3) conductances of the crossbar at the end
+    if state_file.is_file():
+        from l2l_nmhw_ros.pcm.crossbar import Crossbar
+
+        n_in, n_rec, n_out = cfg.trainee.n_in, cfg.trainee.n_rec, cfg.trainee.n_out
+        xb = Crossbar.load(state_file, cfg.pcm, n_post=n_rec + n_out, n_pre=n_in + n_rec)
+        t_now = float(xb.t_prog.max())
+        g = xb.conductances(t_now)
+        fig, ax = plt.subplots(figsize=(7, 4.5))
+        bins = np.linspace(0.0, cfg.pcm.g_max, 51)
+        for pol, name in ((0, 'G+'), (1, 'G-')):
+            v = g[pol].ravel().numpy()
+            ax.hist(v[v > 0], bins=bins, alpha=0.6, label=f'{name} (SET devices: '
+                    f'{int((v > 0).sum())})')
+        ax.set_yscale('log')
+        ax.set_xlabel('conductance g(t) [µS]')
+        ax.set_ylabel('devices')
+        ax.set_title('PCM crossbar after the demo (RESET devices at 0 µS not shown)')
+        ax.legend()
+        fig.tight_layout()
+        fig.savefig(out / 'conductance.png', dpi=110)
+        files.append(str(out / 'conductance.png'))
+        plt.close(fig)
+    return files
 
 
 def run(args: argparse.Namespace) -> int:
     """Run the demo; returns the exit code."""
-    cfg = C.load()
-    latency = _dds_roundtrip()
-    result = {
-        'config_hash': C.config_hash(cfg),
-        'trainee': [cfg.trainee.n_in, cfg.trainee.n_rec, cfg.trainee.n_out],
-        'lsg_neurons': cfg.lsg.n_rec,
-        'pcm_g_max_uS': cfg.pcm.g_max,
-        'dds_discovery_range': os.environ.get('ROS_AUTOMATIC_DISCOVERY_RANGE'),
-        'ros_domain_id': os.environ.get('ROS_DOMAIN_ID'),
-        'dds_first_message_s': round(latency, 3),
-    }
+    say = _Out(args.json)
+    try:
+        s = run_demo(args.targets, args.seed, args.output, args.checkpoint,
+                     args.real_time_factor, args.timeout, not args.no_plots, args.verbose, say)
+    except (RuntimeError, FileNotFoundError, C.ConfigError) as exc:
+        print(f'demo failed: {exc}', file=sys.stderr)
+        return 1
     if args.json:
-        print(json.dumps(result, indent=2))
-    else:
-        for k, v in result.items():
-            print(f'{k:24s} {v}')
-    return 0
+        print(json.dumps(s, indent=2))
+        return 0 if s['ok'] else 1
+    say('')
+    if s['episodes_ok']:
+        def m(v: Any, fmt: str = '.3f') -> str:
+            return 'n/a' if v is None else format(v, fmt)
+
+        say(f"summary: error decreased after the one update for {s['improved']} of "
+            f"{s['episodes_ok']} targets; median end-effector error "
+            f"{m(s['median_error_no_update_m'])} m without update -> "
+            f"{m(s['median_error_after_update_m'])} m after one update; mean "
+            f"{m(s['mean_error_no_update_m'])} -> {m(s['mean_error_after_update_m'])} m")
+        say(f"         devices programmed per update: {m(s['mean_devices_programmed'], '.0f')} "
+            f"(mean); median adaptation latency {m(s['median_adaptation_latency_ms'], '.0f')} ms")
+    say(f"output: {args.output}/ (episodes.mcap: {sum(s['bag_messages'].values())} messages; "
+        f"{', '.join(Path(p).name for p in s.get('plots', []))}); wall time {s['wall_s']} s")
+    for p in s['problems']:
+        say(f'PROBLEM: {p}')
+    return 0 if s['ok'] else 1

@@ -16,8 +16,6 @@ Never pickle. Writes are atomic (temporary file + rename).
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +23,7 @@ import numpy as np
 from safetensors.numpy import load_file, save_file
 
 from l2l_nmhw_ros.errors import CheckpointError
+from l2l_nmhw_ros.fileio import atomic_write
 
 __all__ = ['FORMAT_VERSION', 'WEIGHT_KEYS', 'load', 'load_train_state', 'save', 'save_train_state']
 
@@ -35,19 +34,6 @@ WEIGHTS_FILE = 'weights.safetensors'
 METADATA_FILE = 'metadata.json'
 TRAIN_STATE_FILE = 'train_state.safetensors'
 
-
-def _atomic(path: Path, write) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f'.{path.name}.', suffix='.tmp')
-    os.close(fd)
-    try:
-        write(tmp)
-        os.chmod(tmp, 0o644)  # mkstemp makes 0600; checkpoints are shared read-only data
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
 
 
 def save(path: str | Path, weights: dict[str, np.ndarray], metadata: dict[str, Any]) -> Path:
@@ -74,8 +60,8 @@ def save(path: str | Path, weights: dict[str, np.ndarray], metadata: dict[str, A
     meta = dict(metadata)
     meta['format_version'] = FORMAT_VERSION
     text = json.dumps(meta, indent=2, sort_keys=True) + '\n'
-    _atomic(folder / WEIGHTS_FILE, lambda tmp: save_file(arrays, tmp))
-    _atomic(folder / METADATA_FILE, lambda tmp: Path(tmp).write_text(text, encoding='utf-8'))
+    atomic_write(folder / WEIGHTS_FILE, lambda tmp: save_file(arrays, tmp))
+    atomic_write(folder / METADATA_FILE, lambda tmp: Path(tmp).write_text(text, encoding='utf-8'))
     return folder
 
 
@@ -108,7 +94,7 @@ def load(path: str | Path) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
 def save_train_state(path: str | Path, arrays: dict[str, np.ndarray]) -> None:
     """Write the resumable training state (optimizer moments, RNG states) beside the weights."""
     clean = {k: np.ascontiguousarray(v) for k, v in arrays.items()}
-    _atomic(Path(path) / TRAIN_STATE_FILE, lambda tmp: save_file(clean, tmp))
+    atomic_write(Path(path) / TRAIN_STATE_FILE, lambda tmp: save_file(clean, tmp))
 
 
 def load_train_state(path: str | Path) -> dict[str, np.ndarray] | None:

@@ -46,11 +46,9 @@ import dataclasses
 import hashlib
 import io
 import json
-import os
 import pickle
 import pickletools
-import tempfile
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -58,6 +56,7 @@ import numpy as np
 
 from l2l_nmhw_ros.config import L2LConfig, config_hash, to_dict
 from l2l_nmhw_ros.errors import CheckpointError, ShapeError
+from l2l_nmhw_ros.fileio import atomic_write
 
 __all__ = [
     'ALLOWED_GLOBALS', 'KNOWN_SOURCES', 'OMNIGLOT_KEYS', 'ROBOT_KEYS', 'SOURCE_LICENSE',
@@ -592,18 +591,6 @@ def _source_metadata(ckpt: PublishedCheckpoint, kind: str) -> dict[str, Any]:
     }
 
 
-def _atomic_write(path: Path, write: Callable[[str], None]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f'.{path.name}.', suffix='.tmp')
-    os.close(fd)
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
 
 def save_omniglot(path: str | Path, weights: dict[str, np.ndarray],
                   metadata: dict[str, Any]) -> Path:
@@ -626,8 +613,8 @@ def save_omniglot(path: str | Path, weights: dict[str, np.ndarray],
     arrays = {k: np.ascontiguousarray(v, dtype=np.float32) for k, v in weights.items()}
     meta = {**metadata, 'format_version': checkpoint.FORMAT_VERSION}
     text = json.dumps(meta, indent=2, sort_keys=True) + '\n'
-    _atomic_write(folder / checkpoint.WEIGHTS_FILE, lambda tmp: save_file(arrays, tmp))
-    _atomic_write(folder / checkpoint.METADATA_FILE,
+    atomic_write(folder / checkpoint.WEIGHTS_FILE, lambda tmp: save_file(arrays, tmp))
+    atomic_write(folder / checkpoint.METADATA_FILE,
                   lambda tmp: Path(tmp).write_text(text, encoding='utf-8'))
     return folder
 

@@ -45,14 +45,13 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import os
-import tempfile
 from pathlib import Path
 
 import torch
 
 from l2l_nmhw_ros.config import PCMConfig, from_dict, to_dict
 from l2l_nmhw_ros.errors import CheckpointError, ConfigError, ShapeError
+from l2l_nmhw_ros.fileio import atomic_write
 from l2l_nmhw_ros.pcm import device
 from l2l_nmhw_ros.pcm._checks import broadcast_batch, check_tensor, check_time
 from l2l_nmhw_ros.pcm.model import matmul_rows, quantize_delta
@@ -493,18 +492,7 @@ class Crossbar:
                 'pcm_config': json.dumps(to_dict(self.cfg), sort_keys=True),
                 'n_post': str(self.n_post), 'n_pre': str(self.n_pre),
                 'dtype': str(self.dtype).removeprefix('torch.')}
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f'.{path.name}.', suffix='.tmp', dir=path.parent)
-        os.close(fd)
-        try:
-            save_file(self.state_dict(), tmp, metadata=meta)
-            with open(tmp, 'rb') as fh:
-                os.fsync(fh.fileno())
-            os.chmod(tmp, 0o644)  # mkstemp makes 0600; a state file is ordinary data
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        atomic_write(path, lambda tmp: save_file(self.state_dict(), tmp, metadata=meta))
 
     @classmethod
     def load(cls, path: str | Path, cfg: PCMConfig, *, n_post: int | None = None,

@@ -71,8 +71,7 @@ def guard_updates(node: Any, cls: type, prefix: str, on_change: Any = None) -> N
     """Reject runtime parameter changes that the config dataclass would refuse.
 
     Builds a candidate with ``dataclasses.replace`` from the current values and the change; an
-    invalid one is rejected with the validation message; ``on_change(new_cfg)`` is called when
-    valid.
+    invalid one is rejected with the validation message. ``on_change(new_cfg)`` runs when valid.
     """
     def _cb(params: list) -> SetParametersResult:
         mine = [p for p in params if p.name.startswith(prefix + '.')]

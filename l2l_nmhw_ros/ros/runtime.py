@@ -8,13 +8,13 @@ the core's message and exits non-zero.
 
 from __future__ import annotations
 
-import signal
 import sys
 from collections.abc import Callable, Sequence
 from typing import Any
 
 import rclpy
 from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
+from rclpy.signals import SignalHandlerOptions
 
 from l2l_nmhw_ros.errors import L2LError
 
@@ -30,10 +30,13 @@ def run_node(factory: Callable[..., Any], args: Sequence[str] | None = None) -> 
         Process exit code: 0 on a clean shutdown, 1 when the node could not be created.
     """
     ctx = rclpy.Context()
-    rclpy.init(args=list(args) if args is not None else sys.argv, context=ctx)
+    # rclpy installs its (C-level) SIGINT/SIGTERM handlers only for the default context unless
+    # asked: with them, a signal shuts the context down and wakes the executor's wait at once. A
+    # Python-level handler would only run when the wait returns, which never happens when every
+    # timer runs on simulated time and /clock has stopped (the arm simulation exits first).
+    rclpy.init(args=list(args) if args is not None else sys.argv, context=ctx,
+               signal_handler_options=SignalHandlerOptions.ALL)
     node = None
-    # SIGTERM (sent by launchers) shuts down like Ctrl-C
-    signal.signal(signal.SIGTERM, lambda *_: ctx.try_shutdown())
     try:
         try:
             node = factory(context=ctx)

@@ -1,0 +1,295 @@
+"""The controller's side of one reach episode (ROS-free core of ``snn_controller``).
+
+One new reach target = one task = one episode:
+
+1. **Reachability**: the trainee drives two joints (base, shoulder; elbow and wrist held at 0,
+   paper code), so its workspace is a surface. :func:`~l2l_nmhw_ros.arm.kinematics.
+   inverse_kinematics` finds the joint goal inside the URDF limits ∩ the task's safe ranges; a
+   target farther than ``control.reach_tolerance`` from that surface is rejected with the distance.
+2. **Demonstration**: the ``reach`` task for that goal, as the task family builds it
+   (:func:`l2l_nmhw_ros.l2l.tasks.minimum_jerk`): q^t = q_home + (q_goal - q_home) s(t) over
+   ``task.n_steps`` steps, omega^t = (q^t - q^{t-1}) / omega_scale, xyz^t = FK(q^t).
+3. **Learning signal**: the LSG (software, float) on [clock, binary-coded xyz] -> L (time, n_rec).
+4. **Evaluation** of an execution from measured joint positions: the measured path resampled at
+   the playback times of the network steps, FK, then the mean end-effector distance to the
+   demonstration (path error), the distance of the end-effector to the target at the end of the
+   execution window (final error), and the joint RMS error on the learned joints.
+
+Joint vectors are in command order (``arm.joints``); FK order (base_joint, shoulder, elbow,
+pitch) is mapped by name.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from l2l_nmhw_ros.arm.kinematics import (JOINT_NAMES, forward_kinematics, inverse_kinematics,
+                                         load_joint_limits, safe_limits)
+from l2l_nmhw_ros.config import L2LConfig, from_dict, to_dict
+from l2l_nmhw_ros.errors import CheckpointError, ConfigError, L2LError, ShapeError
+from l2l_nmhw_ros.l2l.inner import lsg_inputs
+from l2l_nmhw_ros.l2l.tasks import minimum_jerk
+from l2l_nmhw_ros.snn.lsg import run_lsg
+
+__all__ = ['NETWORK_SECTIONS', 'Demonstration', 'Evaluation', 'ReachPlanner',
+           'UnreachableTarget', 'evaluate', 'network_config', 'resolve_checkpoint']
+
+#: config sections that belong to the meta-learned network: taken from the checkpoint
+NETWORK_SECTIONS = ('trainee', 'lsg', 'eprop', 'task')
+
+#: the joints the trainee's two readouts drive, in readout order (paper code: joints 0 and 1)
+LEARNED_JOINTS = ('base_joint', 'shoulder')
+
+
+class UnreachableTarget(L2LError):
+    """The target is farther than the tolerance from the trainee's workspace."""
+
+    def __init__(self, target: np.ndarray, distance: float, tolerance: float) -> None:
+        super().__init__(f'target {np.round(target, 3).tolist()} m is {distance:.3f} m from the '
+                         f'workspace of the learned joints (tolerance {tolerance} m)')
+        self.distance = distance
+
+
+def resolve_checkpoint(path: str | Path = '') -> Path:
+    """Return the checkpoint folder: ``path``, or the shipped ``checkpoints/default`` when empty.
+
+    The default is looked up in the package share (ament index), then in the source tree.
+
+    Raises:
+        CheckpointError: the folder does not exist.
+    """
+    if str(path):
+        p = Path(path).expanduser()
+        if not p.is_dir():
+            raise CheckpointError(f'checkpoint folder not found: {p}')
+        return p
+    candidates = []
+    try:
+        from ament_index_python.packages import get_package_share_directory
+
+        candidates.append(Path(get_package_share_directory('l2l_nmhw_ros')) / 'checkpoints')
+    except Exception:  # noqa: BLE001 - not indexed (source tree use)
+        pass
+    candidates.append(Path(__file__).resolve().parents[2] / 'checkpoints')
+    for c in candidates:
+        if (c / 'default').is_dir():
+            return c / 'default'
+    raise CheckpointError('the shipped checkpoint checkpoints/default was not found (looked in '
+                          f'{[str(c) for c in candidates]})')
+
+
+def network_config(cfg: L2LConfig, metadata: Mapping[str, Any]) -> tuple[L2LConfig, list[str]]:
+    """Return ``cfg`` with the network sections (:data:`NETWORK_SECTIONS`) of the checkpoint.
+
+    Meta-learned weights only work with the neuron, LSG, e-prop and task values they were trained
+    with (sizes included: a checkpoint may use a smaller LSG), so those come from the checkpoint's
+    ``metadata['config']``; the hardware (pcm), arm and control sections stay the caller's.
+
+    Returns:
+        (config, differences as ``section.key: ours -> checkpoint``); unchanged when the
+        metadata has no config.
+
+    Raises:
+        CheckpointError: the checkpoint's config is invalid for this code.
+    """
+    ck = metadata.get('config') if isinstance(metadata, Mapping) else None
+    if not isinstance(ck, Mapping):
+        return cfg, []
+    ours = to_dict(cfg)
+    merged = dict(ours)
+    diffs = []
+    for sec in NETWORK_SECTIONS:
+        if sec not in ck:
+            continue
+        merged[sec] = {**ours[sec], **{k: v for k, v in ck[sec].items() if k in ours[sec]}}
+        for k, v in merged[sec].items():
+            a = ours[sec][k]
+            same = (math.isclose(a, v, rel_tol=1e-12) if isinstance(a, float) and
+                    isinstance(v, float) else a == v)
+            if not same:
+                diffs.append(f'{sec}.{k}: {a!r} -> {v!r}')
+    try:
+        return from_dict(merged), diffs
+    except ConfigError as exc:
+        raise CheckpointError(f'checkpoint config not usable: {exc}') from exc
+
+
+def joint_index(joints: Sequence[str]) -> tuple[list[int], list[int]]:
+    """Return (FK order -> command index, learned joints -> command index).
+
+    Raises:
+        ConfigError: a needed joint is missing from ``joints``.
+    """
+    missing = [n for n in JOINT_NAMES if n not in joints]
+    if missing:
+        raise ConfigError(f'arm.joints: {list(joints)} lacks {missing}')
+    return [list(joints).index(n) for n in JOINT_NAMES], [list(joints).index(n)
+                                                          for n in LEARNED_JOINTS]
+
+
+@dataclasses.dataclass(frozen=True)
+class Demonstration:
+    """A reach demonstration (the task the trainee must adapt to).
+
+    Attributes:
+        target: requested end-effector position [m], (3,).
+        q_goal: joint goal [rad], (n_joints,) in command order.
+        ik_distance: distance of the target from the workspace [m].
+        q: joint path [rad], (time, n_joints), command order; q[-1] = q_goal.
+        omega: target readout (time, n_out) [integrator units].
+        xyz: end-effector path [m], (time, 3).
+    """
+
+    target: np.ndarray
+    q_goal: np.ndarray
+    ik_distance: float
+    q: np.ndarray
+    omega: np.ndarray
+    xyz: np.ndarray
+
+
+@dataclasses.dataclass(frozen=True)
+class Evaluation:
+    """Errors of one execution.
+
+    Attributes:
+        path_error: mean end-effector distance to the demonstration over the trajectory [m].
+        final_error: end-effector distance to the target at the end of the window [m].
+        max_error: largest end-effector distance to the demonstration [m].
+        joint_rmse: RMS joint error on the learned joints [rad].
+        xyz: executed end-effector path at the network steps [m], (time, 3).
+        q: executed joint path at the network steps [rad], (time, n_joints).
+        q_final: last measured joint position in the window [rad], (n_joints,).
+        moved: largest joint excursion in the window [rad].
+        n_samples: joint-state samples in the window.
+    """
+
+    path_error: float
+    final_error: float
+    max_error: float
+    joint_rmse: float
+    xyz: np.ndarray
+    q: np.ndarray
+    q_final: np.ndarray
+    moved: float
+    n_samples: int
+
+
+class ReachPlanner:
+    """Reachability, demonstrations and learning signals for reach targets.
+
+    Args:
+        cfg: whole configuration (task, lsg, trainee, arm, control sections used).
+        lsg_weights: LSG weights ``w_in``, ``w_rec``, ``w_out`` (or ``lsg.*`` keys).
+        urdf: URDF for the joint limits (default: the package's).
+    """
+
+    def __init__(self, cfg: L2LConfig, lsg_weights: Mapping[str, Any],
+                 urdf: str | Path | None = None) -> None:
+        self.cfg = cfg
+        self.fk_idx, self.learned_idx = joint_index(cfg.arm.joints)
+        if len(self.learned_idx) != cfg.trainee.n_out:
+            raise ConfigError(f'trainee.n_out = {cfg.trainee.n_out} readouts, but '
+                              f'{len(LEARNED_JOINTS)} learned joints')
+        self.lsg = {}
+        for k in ('w_in', 'w_rec', 'w_out'):
+            w = lsg_weights.get(f'lsg.{k}', lsg_weights.get(k))
+            if w is None:
+                raise CheckpointError(f'checkpoint: lsg.{k} missing')
+            self.lsg[k] = torch.as_tensor(np.asarray(w, dtype=np.float32))
+        if self.lsg['w_out'].shape[0] != cfg.trainee.n_rec:
+            raise ShapeError(f'lsg.w_out: expected ({cfg.trainee.n_rec}, n_lsg), got '
+                             f'{tuple(self.lsg["w_out"].shape)}')
+        limits = safe_limits(load_joint_limits(urdf))
+        lo, hi = limits.lower.copy(), limits.upper.copy()
+        for j, name in enumerate(LEARNED_JOINTS):  # ∩ the task family's safe ranges
+            i = limits.index(name)
+            lo[i] = max(lo[i], cfg.task.joint_lo[j])
+            hi[i] = min(hi[i], cfg.task.joint_hi[j])
+        self.limits = dataclasses.replace(limits, lower=lo, upper=hi)
+        self.home = np.asarray(cfg.control.home, dtype=np.float64)
+        if self.home.shape != (len(cfg.arm.joints),):
+            raise ConfigError(f'control.home: expected {len(cfg.arm.joints)} values (arm.joints),'
+                              f' got {self.home.shape[0]}')
+
+    def fk(self, q: np.ndarray) -> np.ndarray:
+        """Forward kinematics of joint vectors in command order, (..., n_joints) -> (..., 3)."""
+        return forward_kinematics(np.asarray(q, dtype=np.float64)[..., self.fk_idx])
+
+    def plan(self, target: Any) -> Demonstration:
+        """Build the demonstration that reaches ``target`` [m] from the home pose.
+
+        Raises:
+            ValueError: target not 3 finite numbers.
+            UnreachableTarget: target too far from the workspace.
+        """
+        p = np.asarray(target, dtype=np.float64)
+        if p.shape != (3,) or not np.isfinite(p).all():
+            raise ValueError(f'target: expected 3 finite coordinates [m], got {p.tolist()}')
+        q0_fk = self.home[self.fk_idx]
+        act = [JOINT_NAMES.index(n) for n in LEARNED_JOINTS]
+        ik = inverse_kinematics(p, q0_fk, limits=self.limits, active_joints=act,
+                                tol=self.cfg.control.reach_tolerance)
+        if not ik.reachable:
+            raise UnreachableTarget(p, ik.distance, self.cfg.control.reach_tolerance)
+        q_goal = self.home.copy()
+        q_goal[self.fk_idx] = ik.q
+        tc = self.cfg.task
+        s = minimum_jerk(tc.n_steps)
+        q = self.home[None, :] + s[:, None] * (q_goal - self.home)[None, :]
+        q_prev = np.concatenate([self.home[None, :], q[:-1]], axis=0)
+        omega = (q - q_prev)[:, self.learned_idx] / tc.omega_scale
+        return Demonstration(target=p, q_goal=q_goal, ik_distance=float(ik.distance), q=q,
+                             omega=omega, xyz=self.fk(q))
+
+    def learning_signal(self, demo: Demonstration) -> np.ndarray:
+        """Run the LSG on the demonstration; return L (time, n_rec) float32."""
+        xyz = torch.as_tensor(demo.xyz, dtype=torch.float32)[:, None, :]
+        with torch.no_grad():
+            sig = run_lsg(self.lsg, lsg_inputs(self.cfg, xyz), self.cfg.lsg, dt=self.cfg.task.dt)
+        return sig[:, 0, :].numpy().astype(np.float32)
+
+
+def evaluate(planner: ReachPlanner, demo: Demonstration, t: np.ndarray, q: np.ndarray,
+             t_start: float, time_scale: float, t_end: float) -> Evaluation:
+    """Evaluate an execution from measured joint states.
+
+    Args:
+        planner: for FK and the joint order.
+        demo: the demonstration.
+        t: sample times [s] (same clock as ``t_start``), (k,), increasing.
+        q: measured joint positions [rad], (k, n_joints), command order.
+        t_start: time the execution started (its first command).
+        time_scale: playback scale of the execution (robot s per network s).
+        t_end: end of the evaluation window (after the hold) [s].
+
+    Raises:
+        ValueError: fewer than 2 samples in [t_start, t_end].
+    """
+    t = np.asarray(t, dtype=np.float64)
+    q = np.asarray(q, dtype=np.float64)
+    win = (t >= t_start) & (t <= t_end)
+    if int(win.sum()) < 2:
+        raise ValueError(f'evaluate: {int(win.sum())} joint-state samples in the execution '
+                         f'window [{t_start:.3f}, {t_end:.3f}] s; need at least 2')
+    tw, qw = t[win], q[win]
+    n_steps = demo.q.shape[0]
+    grid = t_start + (np.arange(n_steps) + 1) * planner.cfg.task.dt * time_scale
+    q_exec = np.stack([np.interp(grid, tw, qw[:, j]) for j in range(qw.shape[1])], axis=-1)
+    xyz = planner.fk(q_exec)
+    dist = np.linalg.norm(xyz - demo.xyz, axis=-1)
+    q_final = qw[-1]
+    final = float(np.linalg.norm(planner.fk(q_final) - demo.target))
+    li = planner.learned_idx
+    rmse = float(np.sqrt(np.mean((q_exec[:, li] - demo.q[:, li]) ** 2)))
+    moved = float(np.max(np.abs(qw - qw[0]))) if len(qw) else 0.0
+    return Evaluation(path_error=float(dist.mean()), final_error=final,
+                      max_error=float(dist.max()), joint_rmse=rmse, xyz=xyz, q=q_exec,
+                      q_final=q_final, moved=moved, n_samples=int(win.sum()))

@@ -1,0 +1,89 @@
+"""The real graph end to end: `l2l-nmhw demo --json`, shipped checkpoint, simulated arm.
+
+Separate processes (the package's launcher starts pcm_accelerator, snn_controller and arm_sim),
+DDS on loopback in this session's own domain (test/conftest.py), seeded targets. Asserts: every
+node came up, the arm moved, after ONE on-chip update the end-effector error decreased for at
+least 80 % of the targets, the median final error is below MEDIAN_FINAL_ERROR_BOUND, the graph
+shut down cleanly (every node exit status 0), and the bag holds every recorded topic.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from l2l_nmhw_ros.l2l.episode import resolve_checkpoint
+
+N_TARGETS = 5
+SEED = 1
+#: median end-effector distance to the target after the one update [m]. Measured with the shipped
+#: (interim, iteration 1000) checkpoint on these seeded targets: 0.502 m (1.077 m without the
+#: update). The readouts are deterministic (seeded crossbar); the arm simulation runs on wall-clock
+#: ticks, so the measured end point varies by a few mm between runs: the bound leaves ~0.1 m.
+MEDIAN_FINAL_ERROR_BOUND = 0.60
+#: share of targets whose error must decrease after the update (the issue's 80 %)
+IMPROVED_SHARE = 0.8
+
+
+@pytest.fixture(scope='module')
+def demo(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict, Path, int]:
+    try:
+        ckpt = resolve_checkpoint('')
+    except Exception as exc:  # noqa: BLE001
+        pytest.skip(f'shipped checkpoint missing: {exc}')
+    out = tmp_path_factory.mktemp('demo')
+    env = dict(os.environ, OMP_NUM_THREADS='1')
+    proc = subprocess.run(
+        [sys.executable, '-m', 'l2l_nmhw_ros.cli', 'demo', '--json', '--targets', str(N_TARGETS),
+         '--seed', str(SEED), '--output', str(out), '--checkpoint', str(ckpt)],
+        env=env, capture_output=True, text=True, timeout=600)
+    assert proc.stdout.strip(), proc.stderr[-3000:]
+    return json.loads(proc.stdout), out, proc.returncode
+
+
+def test_every_node_came_up_and_shut_down_cleanly(demo) -> None:
+    s, out, rc = demo
+    assert s['problems'] == [], s['problems']
+    assert rc == 0
+    assert s['exit_codes'] == {'pcm_accelerator': 0, 'snn_controller': 0, 'arm_sim': 0}
+    assert s['graph_up_s'] > 0
+    assert s['episodes_ok'] == N_TARGETS
+
+
+def test_the_arm_moved(demo) -> None:
+    s, _, _ = demo
+    for r in s['rows']:
+        assert r['arm_moved_rad'] > 0.05, r
+        assert r['devices_programmed'] > 0, r
+        assert r['devices_restored'] > 0, r
+
+
+def test_one_update_reduces_the_error(demo) -> None:
+    s, _, _ = demo
+    rows = s['rows']
+    improved = sum(r['error_after_update_m'] < r['error_no_update_m'] for r in rows)
+    assert improved >= IMPROVED_SHARE * len(rows), rows
+    assert s['median_error_after_update_m'] < MEDIAN_FINAL_ERROR_BOUND, rows
+
+
+def test_outputs_bag_and_plots(demo) -> None:
+    from mcap.reader import make_reader
+
+    s, out, _ = demo
+    for name in ('paths.png', 'joints.png', 'learning_signal.png', 'conductance.png',
+                 'summary.json', 'pcm_state.safetensors'):
+        assert (out / name).is_file(), name
+    with open(out / 'episodes.mcap', 'rb') as fh:
+        summary = make_reader(fh).get_summary()
+    counts = {summary.channels[cid].topic: n
+              for cid, n in summary.statistics.channel_message_counts.items()}
+    assert counts['/snn_controller/result'] == N_TARGETS
+    assert counts['/pcm_accelerator/learning_signal'] == N_TARGETS
+    assert counts['/joint_states'] > 100
+    assert counts['/forward_position_controller/commands'] > 100
+    assert s['bag_messages'] == counts
