@@ -44,7 +44,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from bench.common import row, skipped, summarize, torch_threads
+from bench.common import row, skipped, spin_until, stop_child, summarize, torch_threads
 from l2l_nmhw_ros import config as C
 from l2l_nmhw_ros.snn.trainee import init_trainee_weights
 
@@ -206,15 +206,11 @@ def dds_rows(quick: bool) -> list[dict]:
         ex = SingleThreadedExecutor(context=ctx)
         ex.add_node(node)
 
-        def spin_until(pred, timeout: float) -> bool:
-            deadline = time.perf_counter() + timeout
-            while not pred() and time.perf_counter() < deadline:
-                if child.poll() is not None:
-                    return False
-                ex.spin_once(timeout_sec=0.005)
-            return pred()
+        def wait_for(pred, timeout: float) -> bool:
+            return spin_until(ex, pred, timeout, slice_s=0.005,
+                              abort=lambda: child.poll() is not None)
 
-        if not spin_until(lambda: pub.get_subscription_count() > 0 and bool(status), 60.0):
+        if not wait_for(lambda: pub.get_subscription_count() > 0 and bool(status), 60.0):
             return [skipped(GROUP, 'adaptation.dds', 'pcm_accelerator node did not come up in '
                             f'60 s (exit code {child.poll()}; log {tmp / "node.log"})')]
         times: list[float] = []
@@ -225,12 +221,12 @@ def dds_rows(quick: bool) -> list[dict]:
             status.clear()
             t0 = time.perf_counter()
             pub.publish(msg)
-            if not spin_until(lambda: bool(first_cmd), 30.0):
+            if not wait_for(lambda: bool(first_cmd), 30.0):
                 return [skipped(GROUP, 'adaptation.dds', f'no command within 30 s (episode {i})')]
             dt = first_cmd[0] - t0
             # this episode (number i + 1 of the fresh node) has ended: its stream is over, so the
             # next signal is not queued and the next first command is the next episode's
-            ok = spin_until(lambda i=i: any(_is_done(s, i + 1) for s in status), 60.0)
+            ok = wait_for(lambda i=i: any(_is_done(s, i + 1) for s in status), 60.0)
             if not ok:
                 return [skipped(GROUP, 'adaptation.dds', f'episode {i} did not end in 60 s')]
             if i < warmup:
@@ -248,11 +244,7 @@ def dds_rows(quick: bool) -> list[dict]:
         node.destroy_node()
     finally:
         ctx.try_shutdown()
-        child.terminate()
-        try:
-            child.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            child.kill()
+        stop_child(child, 15)
         log.close()
     return rows
 

@@ -17,7 +17,7 @@ import time
 
 import numpy as np
 
-from bench.common import row, skipped
+from bench.common import row, skipped, spin_until, stop_child
 
 ECHO = r'''
 import sys, rclpy
@@ -46,13 +46,6 @@ try:
 except BaseException:
     pass
 '''
-
-
-def _spin_until(ex, pred, timeout):
-    deadline = time.perf_counter() + timeout
-    while not pred() and time.perf_counter() < deadline:
-        ex.spin_once(timeout_sec=0.001)
-    return pred()
 
 
 def run(quick: bool = False) -> list[dict]:
@@ -90,16 +83,16 @@ def run(quick: bool = False) -> list[dict]:
         ex.add_node(node)
         msg = Float64MultiArray(data=[0.1, 0.2, 0.3, 0.4])
         # discovery: ping until the first echo
-        if not _spin_until(ex, lambda: (ping.publish(msg) or bool(got)), 20.0):
+        if not spin_until(ex, lambda: (ping.publish(msg) or bool(got)), 20.0):
             return [skipped('ros transport', 'round trip', 'no echo within 20 s')]
-        _spin_until(ex, lambda: False, 0.5)
+        spin_until(ex, lambda: False, 0.5)
         rtts = []
         n_rtt = 200 if quick else 1000
         for _ in range(n_rtt):
             got.clear()
             t0 = time.perf_counter()
             ping.publish(msg)
-            if _spin_until(ex, lambda: bool(got), 1.0):
+            if spin_until(ex, lambda: bool(got), 1.0):
                 rtts.append(got[0] - t0)
         rtts_a = np.array(rtts)
         rows.append(row('ros transport', 'round trip p50 (2 processes, loopback)',
@@ -118,10 +111,10 @@ def run(quick: bool = False) -> list[dict]:
                 while time.perf_counter() < target:
                     ex.spin_once(timeout_sec=0)
                 stream.publish(msg)
-            _spin_until(ex, lambda: False, 0.5)
+            spin_until(ex, lambda: False, 0.5)
             counts.clear()
             report.publish(Int64(data=1))
-            _spin_until(ex, lambda: bool(counts), 5.0)
+            spin_until(ex, lambda: bool(counts), 5.0)
             received = counts[0] if counts else 0
             achieved = n_msgs / (time.perf_counter() - t_start - 0.5)
             rows.append(row('ros transport', f'command stream at {rate:.0f} Hz', period,
@@ -138,9 +131,5 @@ def run(quick: bool = False) -> list[dict]:
         node.destroy_node()
     finally:
         ctx.try_shutdown()
-        child.terminate()
-        try:
-            child.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            child.kill()
+        stop_child(child, 10)
     return rows

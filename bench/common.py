@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import statistics
+import subprocess
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -81,6 +82,26 @@ def measure_interleaved(fns: dict[str, Callable[[], Any]], *, repeat: int = 5, w
                 fn()
             times[name].append((clock() - t0) / number)
     return {name: summarize(t) for name, t in times.items()}
+
+
+def spin_until(executor: Any, pred: Callable[[], bool], timeout: float, *,
+               slice_s: float = 0.001, abort: Callable[[], bool] | None = None) -> bool:
+    """Spin ``executor`` until ``pred()`` or ``timeout`` s (or ``abort()``); return ``pred()``."""
+    deadline = time.perf_counter() + timeout
+    while not pred() and time.perf_counter() < deadline:
+        if abort is not None and abort():
+            return False
+        executor.spin_once(timeout_sec=slice_s)
+    return pred()
+
+
+def stop_child(child: Any, timeout: float) -> None:
+    """Terminate a benchmark's helper process; kill it if it does not exit within ``timeout`` s."""
+    child.terminate()
+    try:
+        child.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        child.kill()
 
 
 def row(group: str, name: str, median_s: float, spread_s: float, n: int, notes: str = '',

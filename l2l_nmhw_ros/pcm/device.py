@@ -63,6 +63,13 @@ def sigma_prog(g_hat: torch.Tensor, cfg: PCMConfig) -> torch.Tensor:
     return sigma * (cfg.g_max / cfg.prog_noise_g_max_ref)
 
 
+def _clipped_log_fit(g_hat: torch.Tensor, coeffs: tuple[float, ...],
+                     bounds: tuple[float, ...]) -> torch.Tensor:
+    """clip(a ln ĝ + b, lo, hi) with ĝ = |g_hat| floored at :data:`G_HAT_EPS` (ν fits)."""
+    (a, b), (lo, hi) = coeffs, bounds
+    return torch.clamp(a * torch.log(torch.clamp(g_hat.abs(), min=G_HAT_EPS)) + b, lo, hi)
+
+
 def nu_mean(g_hat: torch.Tensor, cfg: PCMConfig) -> torch.Tensor:
     """Return the mean drift exponent μ_ν = clip(a ln ĝ + b, lo, hi) (a, b = −0.0155, 0.0244;
     bounds 0.049, 0.1), with ĝ floored at :data:`G_HAT_EPS`.
@@ -77,9 +84,7 @@ def nu_mean(g_hat: torch.Tensor, cfg: PCMConfig) -> torch.Tensor:
     References:
         Nandakumar et al., ICECS 2019; aihwkit ``generate_drift_coefficients``.
     """
-    a, b = cfg.nu_mean_coeffs
-    lo, hi = cfg.nu_mean_bounds
-    return torch.clamp(a * torch.log(torch.clamp(g_hat.abs(), min=G_HAT_EPS)) + b, lo, hi)
+    return _clipped_log_fit(g_hat, cfg.nu_mean_coeffs, cfg.nu_mean_bounds)
 
 
 def nu_std(g_hat: torch.Tensor, cfg: PCMConfig) -> torch.Tensor:
@@ -96,9 +101,7 @@ def nu_std(g_hat: torch.Tensor, cfg: PCMConfig) -> torch.Tensor:
     References:
         Nandakumar et al., ICECS 2019; aihwkit ``generate_drift_coefficients``.
     """
-    a, b = cfg.nu_std_coeffs
-    lo, hi = cfg.nu_std_bounds
-    return torch.clamp(a * torch.log(torch.clamp(g_hat.abs(), min=G_HAT_EPS)) + b, lo, hi)
+    return _clipped_log_fit(g_hat, cfg.nu_std_coeffs, cfg.nu_std_bounds)
 
 
 def sample_nu(g_hat: torch.Tensor, cfg: PCMConfig,

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import math
 import socket
-import time
 
 import numpy as np
 import pytest
@@ -15,6 +14,8 @@ from rclpy.executors import SingleThreadedExecutor  # noqa: E402
 from rclpy.parameter import Parameter  # noqa: E402
 from sensor_msgs.msg import JointState  # noqa: E402
 from std_msgs.msg import Float64MultiArray  # noqa: E402
+
+from _graph_helpers import spin_until  # noqa: E402
 
 from l2l_nmhw_ros.arm import scorbot_udp as U  # noqa: E402
 from l2l_nmhw_ros.ros import qos  # noqa: E402
@@ -73,12 +74,7 @@ class Harness:
                                                qos.COMMANDS)
 
     def spin_until(self, predicate, what, deadline=DEADLINE):
-        end = time.monotonic() + deadline
-        while time.monotonic() < end:
-            self.ex.spin_once(timeout_sec=0.02)
-            if predicate():
-                return
-        raise AssertionError(f'timed out waiting for {what}')
+        spin_until(self.ex, predicate, deadline, what)
 
     def send(self, values):
         self.cmd.publish(Float64MultiArray(data=[float(v) for v in values]))

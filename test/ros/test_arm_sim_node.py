@@ -19,6 +19,8 @@ from sensor_msgs.msg import JointState  # noqa: E402
 from std_msgs.msg import Float64MultiArray, String  # noqa: E402
 from std_srvs.srv import Trigger  # noqa: E402
 
+from _graph_helpers import spin_until  # noqa: E402
+
 from l2l_nmhw_ros.arm.kinematics import default_urdf_path, forward_kinematics  # noqa: E402
 from l2l_nmhw_ros.ros import qos  # noqa: E402
 from l2l_nmhw_ros.ros.arm_sim_node import ArmSimNode  # noqa: E402
@@ -50,12 +52,7 @@ class Harness:
         self.cmd = self.probe.create_publisher(Float64MultiArray, topic, qos.COMMANDS)
 
     def spin_until(self, predicate, what: str, deadline: float = DEADLINE):
-        end = time.monotonic() + deadline
-        while time.monotonic() < end:
-            self.ex.spin_once(timeout_sec=0.02)
-            if predicate():
-                return
-        raise AssertionError(f'timed out waiting for {what}')
+        spin_until(self.ex, predicate, deadline, what)
 
     def send(self, values):
         self.cmd.publish(Float64MultiArray(data=[float(v) for v in values]))
