@@ -163,8 +163,9 @@ class PCMConfig(_Section):
                                      'rescale outputs); off in paper_code')
     delta_w_step: float = param(0.0625, '1', 'Update quantum: Delta W rounded to this grid (1/16)',
                                 lo=0.0, hi=1.0)
-    stochastic_rounding: bool = param(False, '', 'Stochastic instead of deterministic rounding of '
-                                      'Delta W (robot: deterministic; Omniglot: stochastic)')
+    stochastic_rounding: bool = param(True, '', 'Stochastic (unbiased) instead of deterministic '
+                                      'rounding of Delta W (paper code: robot deterministic, '
+                                      'Omniglot stochastic; ours: stochastic, see MODEL_CARD)')
     deploy_jitter: float = param(0.01, '1', 'paper_code: uniform jitter U(-a, a) added to the '
                                  'weights at initial deployment', lo=0.0)
     tile_size: int = param(256, '1', 'Crossbar tile rows = columns', lo=1, read_only=True)

@@ -36,7 +36,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument('--target-rel-se', type=float, default=0.05,
                         help='target relative standard error of every mean loss (default 0.05)')
     parser.add_argument('--config', nargs='*', default=[], metavar='YAML',
-                        help='parameter files applied after the default file')
+                        help='parameter files applied after the default file and the paper preset')
     parser.add_argument('--threads', type=int, default=1, help='torch CPU threads (default 1)')
     parser.add_argument('--json', action='store_true', help='machine-readable output')
 
@@ -68,7 +68,11 @@ def run(args: argparse.Namespace) -> int:
     from l2l_nmhw_ros.l2l.fidelity import fidelity_report
 
     torch.set_num_threads(max(1, args.threads))
-    cfg = C.load(C.default_config_path(), *args.config)
+    from l2l_nmhw_ros.l2l.train_cli import preset_path
+
+    # the published checkpoint runs as the paper's robot code runs it (preset `paper`:
+    # deterministic rounding of Delta W), then the user's --config files
+    cfg = C.load(C.default_config_path(), preset_path('paper'), *args.config)
     weights, source = load_weights(args, cfg)
     report = fidelity_report(weights, cfg, args.tasks, seed=args.seed, chunk=args.chunk,
                              target_rel_se=args.target_rel_se)

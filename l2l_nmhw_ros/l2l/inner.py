@@ -22,6 +22,7 @@ import torch
 
 from l2l_nmhw_ros.config import L2LConfig
 from l2l_nmhw_ros.l2l.tasks import TaskBatch
+from l2l_nmhw_ros.pcm.model import quantize_delta
 from l2l_nmhw_ros.snn.encoding import clock_input, encode_target
 from l2l_nmhw_ros.snn.eprop import delta_w
 from l2l_nmhw_ros.snn.lsg import run_lsg_full
@@ -31,23 +32,32 @@ from l2l_nmhw_ros.snn.trainee import TrialResult, default_mvm, run_trial
 __all__ = ['AdaptResult', 'FloatBackend', 'adapt', 'lsg_inputs', 'quantize_ste']
 
 
-def quantize_ste(delta_w: torch.Tensor, step: float) -> torch.Tensor:
-    """Round `delta_w` to the nearest multiple of `step` with a straight-through gradient."""
+def quantize_ste(delta_w: torch.Tensor, step: float, *, stochastic: bool = False,
+                 generator: torch.Generator | None = None) -> torch.Tensor:
+    """Round `delta_w` to the `step` grid with a straight-through gradient.
+
+    Deterministic (nearest multiple, the paper's robot code) or stochastic (unbiased: truncate,
+    then one step up in magnitude with probability equal to the remainder; the paper's Omniglot
+    code); see :func:`l2l_nmhw_ros.pcm.model.quantize_delta`. ``step <= 0`` returns `delta_w`.
+    """
     if step <= 0:
         return delta_w
-    return delta_w + (torch.round(delta_w / step) * step - delta_w).detach()
+    q = quantize_delta(delta_w.detach(), step, stochastic=stochastic, generator=generator)
+    return delta_w + (q - delta_w).detach()
 
 
 class FloatBackend:
     """Software stand-in with the :class:`~l2l_nmhw_ros.pcm.PCMModel` interface: exact weights.
 
     deploy is the identity, mvm the float product, reprogram adds Delta W (rounded to
-    ``delta_w_step`` with a straight-through gradient when `step` > 0) and counts the weights
-    whose quantised Delta W is not 0 (1 per weight: no devices in software).
+    ``delta_w_step`` with a straight-through gradient when `step` > 0; stochastically when
+    `stochastic`) and counts the weights whose quantised Delta W is not 0 (1 per weight: no
+    devices in software).
     """
 
-    def __init__(self, step: float = 0.0) -> None:
+    def __init__(self, step: float = 0.0, *, stochastic: bool = False) -> None:
         self.step = step
+        self.stochastic = stochastic
 
     def deploy(self, w: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
         """Return `w` unchanged."""
@@ -56,12 +66,12 @@ class FloatBackend:
     def quantize(self, delta_w: torch.Tensor,
                  generator: torch.Generator | None = None) -> torch.Tensor:
         """Return Delta W rounded to the grid (straight-through), or unchanged if step = 0."""
-        return quantize_ste(delta_w, self.step)
+        return quantize_ste(delta_w, self.step, stochastic=self.stochastic, generator=generator)
 
     def reprogram(self, w_eff: torch.Tensor, delta_w: torch.Tensor,
                   generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """Return (w + quantize(Delta W), number of changed weights per batch entry)."""
-        dq = self.quantize(delta_w)
+        dq = self.quantize(delta_w, generator=generator)
         n = (dq.detach() != 0).sum(dim=(-1, -2))
         return w_eff + dq, n
 

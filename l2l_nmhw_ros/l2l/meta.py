@@ -73,14 +73,16 @@ def make_backend(cfg: L2LConfig, *, pcm: bool, quantize: bool) -> Any:
     """Return the crossbar model for the inner loop.
 
     ``pcm=True``: :class:`l2l_nmhw_ros.pcm.PCMModel` with ``cfg.pcm`` (quantisation as in the
-    config). ``pcm=False``: :class:`~l2l_nmhw_ros.l2l.inner.FloatBackend` (exact weights), rounding
-    Delta W to ``pcm.delta_w_step`` when `quantize`.
+    config). ``pcm=False``: :class:`~l2l_nmhw_ros.l2l.inner.FloatBackend` (exact weights),
+    rounding Delta W to ``pcm.delta_w_step`` when `quantize` (stochastically if
+    ``pcm.stochastic_rounding``).
 
     Raises:
         ImportError: if ``pcm=True`` and the PCM package is not available.
     """
     if not pcm:
-        return FloatBackend(cfg.pcm.delta_w_step if quantize else 0.0)
+        return FloatBackend(cfg.pcm.delta_w_step if quantize else 0.0,
+                            stochastic=cfg.pcm.stochastic_rounding)
     from l2l_nmhw_ros.pcm import PCMModel
 
     return PCMModel(cfg.pcm)

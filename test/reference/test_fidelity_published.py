@@ -16,8 +16,9 @@ from __future__ import annotations
 
 import pytest
 
-from l2l_nmhw_ros.config import L2LConfig
+from l2l_nmhw_ros import config as C
 from l2l_nmhw_ros.l2l import fidelity, published
+from l2l_nmhw_ros.l2l.train_cli import preset_path
 
 # mean per-task loss 0.5 MSE(omega) + 0.5 MSE(xyz), 30 tasks, seed 2025, one batch of 30
 GOLDEN_30 = {'before': 0.27873195, 'software': 0.04916595, 'software_4bit': 0.06256870,
@@ -40,11 +41,16 @@ def weights():
     return published.convert_robot(published.read_published(path))
 
 
+def paper_cfg() -> C.L2LConfig:
+    """The paper robot code's settings (preset `paper`: deterministic rounding of Delta W)."""
+    return C.load(C.default_config_path(), preset_path('paper'))
+
+
 def test_one_update_on_brownian_tasks_golden_30(weights):
     import torch
 
     torch.set_num_threads(1)
-    rep = fidelity.fidelity_report(weights, L2LConfig(), 30, seed=fidelity.FIDELITY_SEED,
+    rep = fidelity.fidelity_report(weights, paper_cfg(), 30, seed=fidelity.FIDELITY_SEED,
                                    chunk=30)
     rows = rep['rows']
     assert rep['pcm_preset'] == 'paper_code'
@@ -77,7 +83,7 @@ def test_full_fidelity_evaluation_meets_the_standard_error_target(weights):
     import torch
 
     torch.set_num_threads(1)
-    rep = fidelity.fidelity_report(weights, L2LConfig(), 2700)
+    rep = fidelity.fidelity_report(weights, paper_cfg(), 2700)
     assert rep['se_target_met'], {r: s['loss']['rel_se'] for r, s in rep['rows'].items()}
     rows = rep['rows']
     for row, golden in GOLDEN_2700.items():

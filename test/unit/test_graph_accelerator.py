@@ -22,7 +22,8 @@ N_REC = 40
 
 
 def _cfg(preset: str = 'ideal') -> C.L2LConfig:
-    return C.from_dict({'pcm': {'preset': preset}, 'trainee': {'n_rec': N_REC}})
+    return C.from_dict({'pcm': {'preset': preset, 'stochastic_rounding': False},
+                        'trainee': {'n_rec': N_REC}})
 
 
 def _weights(cfg: C.L2LConfig, seed: int = 0) -> dict[str, np.ndarray]:

@@ -12,7 +12,7 @@ from l2l_nmhw_ros import config as C
 from l2l_nmhw_ros.errors import CheckpointError
 from l2l_nmhw_ros.l2l import checkpoint as ckpt
 from l2l_nmhw_ros.l2l.inner import FloatBackend, adapt, quantize_ste
-from l2l_nmhw_ros.l2l.meta import MetaTrainer, outer_loss
+from l2l_nmhw_ros.l2l.meta import MetaTrainer, make_backend, outer_loss
 from l2l_nmhw_ros.l2l.tasks import make_tasks
 from l2l_nmhw_ros.snn.lsg import init_lsg_weights, lsg_n_in
 from l2l_nmhw_ros.snn.neurons import PAPER, smooth_mode
@@ -102,6 +102,29 @@ def test_quantize_ste_rounds_forward_and_passes_gradient() -> None:
     assert dw.grad.tolist() == [1.0, 1.0, 1.0, 1.0]
 
 
+def test_quantize_ste_stochastic_is_unbiased_and_passes_gradient() -> None:
+    # 0.03 = 0.48 steps of 1/16: each entry is 0 or 1/16, 1/16 with probability 0.48, so the mean
+    # of 20,000 draws is 0.03 within 4 SE (SE = sqrt(0.48 * 0.52 / 20000) / 16 = 2.2e-4); -0.1 =
+    # -1.6 steps gives -1/16 or -2/16 (P(-2/16) = 0.6).
+    gen = torch.Generator().manual_seed(3)
+    dw = torch.tensor([0.03, -0.1]).repeat(20000, 1).requires_grad_(True)
+    q = quantize_ste(dw, 1 / 16, stochastic=True, generator=gen)
+    steps = (q.detach() * 16).round()
+    assert torch.allclose(q.detach() * 16, steps, atol=1e-5)  # on the grid
+    assert set(steps[:, 0].tolist()) == {0.0, 1.0}
+    assert set(steps[:, 1].tolist()) == {-1.0, -2.0}
+    mean = q.detach().mean(dim=0)
+    assert float(mean[0]) == pytest.approx(0.03, abs=4 * 2.2e-4)
+    assert float(mean[1]) == pytest.approx(-0.1, abs=4 * 2.2e-4)
+    q.sum().backward()
+    assert torch.equal(dw.grad, torch.ones_like(dw))
+    # the software backend follows pcm.stochastic_rounding
+    cfg = _tiny_cfg()
+    cfg = dataclasses.replace(cfg, pcm=dataclasses.replace(cfg.pcm, stochastic_rounding=True))
+    b = make_backend(cfg, pcm=False, quantize=True)
+    assert isinstance(b, FloatBackend) and b.stochastic and b.step == cfg.pcm.delta_w_step
+
+
 def test_meta_training_lowers_the_loss_after_the_update() -> None:
     # 40 iterations of a tiny meta-training: the post-update loss on fixed validation tasks
     # must fall clearly (seeded; measured 0.067 -> 0.032, threshold 0.7x leaves a margin).
@@ -168,5 +191,6 @@ def test_mixed_pcm_batch_splits_tasks_between_backends() -> None:
                                 backend=tr.backend, generator=gen), tasks.subset(0, 2), cfg)
     l_sw, _ = outer_loss(adapt(tr.trainee_weights(), tr.lsg_weights(), tasks.subset(2, 4), cfg,
                                backend=tr.soft_backend, generator=gen), tasks.subset(2, 4), cfg)
-    assert float(loss) == pytest.approx(0.5 * float(l_pcm) + 0.5 * float(l_sw), rel=1e-6)
-    assert parts['loss'] == pytest.approx(float(loss), rel=1e-6)
+    expected = 0.5 * float(l_pcm.detach()) + 0.5 * float(l_sw.detach())
+    assert float(loss.detach()) == pytest.approx(expected, rel=1e-6)
+    assert parts['loss'] == pytest.approx(float(loss.detach()), rel=1e-6)

@@ -18,7 +18,8 @@ STEP = 1.0 / 16.0
 
 
 def _model(**kw: object) -> PCMModel:
-    return PCMModel(dataclasses.replace(PCMConfig(), **kw))
+    # deterministic rounding unless a test asks otherwise: the hand cases assume it
+    return PCMModel(dataclasses.replace(PCMConfig(), **{'stochastic_rounding': False, **kw}))
 
 
 def _gen(seed: int = 0) -> torch.Generator:
