@@ -39,8 +39,9 @@ from l2l_nmhw_ros.l2l.tasks import minimum_jerk
 from l2l_nmhw_ros.share import find_share
 from l2l_nmhw_ros.snn.lsg import run_lsg
 
-__all__ = ['NETWORK_SECTIONS', 'Demonstration', 'Evaluation', 'ReachPlanner',
-           'UnreachableTarget', 'evaluate', 'network_config', 'resolve_checkpoint']
+__all__ = ['LEARNING_PCM_KEYS', 'NETWORK_SECTIONS', 'Demonstration', 'Evaluation', 'ReachPlanner',
+           'UnreachableTarget', 'evaluate', 'network_config', 'pcm_differences',
+           'resolve_checkpoint']
 
 #: config sections that belong to the meta-learned network: taken from the checkpoint
 NETWORK_SECTIONS = ('trainee', 'lsg', 'eprop', 'task')
@@ -75,6 +76,28 @@ def resolve_checkpoint(path: str | Path = '') -> Path:
         return find_share('checkpoints/default', directory=True)
     except FileNotFoundError as exc:
         raise CheckpointError(f'the shipped checkpoint checkpoints/default: {exc}') from exc
+
+
+#: pcm keys that shape what the meta-learned weights expect of the update and the devices: a
+#: deployment that differs from the checkpoint's training config in one of them works, but its
+#: errors are not the model card's (e.g. rounding to nearest costs the shipped checkpoint ~60 %).
+LEARNING_PCM_KEYS = ('preset', 'drift', 'stochastic_rounding', 'delta_w_step', 'w_max')
+
+
+def pcm_differences(cfg: L2LConfig, metadata: Mapping[str, Any]) -> list[str]:
+    """Return ``pcm.key: ours -> checkpoint`` for the :data:`LEARNING_PCM_KEYS` that differ.
+
+    The pcm section is the deployment's (hardware), not taken from the checkpoint
+    (:func:`network_config`); the nodes log these differences as a warning. Empty when the
+    metadata has no config.
+    """
+    ck = metadata.get('config') if isinstance(metadata, Mapping) else None
+    ck_pcm = ck.get('pcm') if isinstance(ck, Mapping) else None
+    if not isinstance(ck_pcm, Mapping):
+        return []
+    ours = to_dict(cfg)['pcm']
+    return [f'pcm.{k}: {ours[k]!r} -> {ck_pcm[k]!r}' for k in LEARNING_PCM_KEYS
+            if k in ck_pcm and ck_pcm[k] != ours[k]]
 
 
 def network_config(cfg: L2LConfig, metadata: Mapping[str, Any]) -> tuple[L2LConfig, list[str]]:

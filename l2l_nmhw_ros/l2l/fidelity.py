@@ -98,10 +98,16 @@ def per_task_metrics(weights: dict[str, np.ndarray], cfg: L2LConfig, n_tasks: in
         ``{row: {metric: array (n_tasks,)}}`` for the :data:`METRICS`.
 
     Raises:
-        ValueError: `n_tasks` or `chunk` below 1, or an unknown row.
+        ValueError: `n_tasks` or `chunk` below 1, an unknown row, or ``pcm.stochastic_rounding``
+            (this evaluation reproduces the paper's robot code, which rounds Delta W to nearest;
+            its ``n_weights_changed`` counts that rounding).
     """
     if n_tasks < 1 or chunk < 1:
         raise ValueError(f'n_tasks and chunk must be >= 1, got {n_tasks}, {chunk}')
+    if cfg.pcm.stochastic_rounding:
+        raise ValueError('pcm.stochastic_rounding: the fidelity evaluation reproduces the '
+                         "paper's robot code, which rounds Delta W to nearest; use preset paper "
+                         '(config/presets/paper.yaml) or set it false')
     bad = [r for r in rows if r not in ROWS]
     if bad:
         raise ValueError(f'rows: unknown {bad}, expected some of {list(ROWS)}')

@@ -49,7 +49,8 @@ from std_srvs.srv import Trigger
 from l2l_nmhw_ros import config as C
 from l2l_nmhw_ros.l2l import checkpoint
 from l2l_nmhw_ros.l2l.accelerator import Accelerator, AdaptOutcome
-from l2l_nmhw_ros.l2l.episode import joint_index, network_config, resolve_checkpoint
+from l2l_nmhw_ros.l2l.episode import (joint_index, network_config, pcm_differences,
+                                      resolve_checkpoint)
 from l2l_nmhw_ros.l2l.playback import (Segment, SegmentEvent, Streamer, integrate_readout,
                                        min_time_scale_for, move_segment, trajectory_segment)
 from l2l_nmhw_ros.ros import qos
@@ -98,6 +99,11 @@ class PcmAcceleratorNode(Node):
         self.cfg, diffs = network_config(self.cfg, self.ckpt_meta)
         if diffs:
             self.get_logger().info('network sections from the checkpoint: ' + '; '.join(diffs))
+        pcm_diffs = pcm_differences(self.cfg, self.ckpt_meta)
+        if pcm_diffs:
+            self.get_logger().warning(
+                'pcm settings differ from those the checkpoint was meta-trained with (kept, but '
+                'its model-card errors do not apply): ' + '; '.join(pcm_diffs))
         self.core = Accelerator(self.cfg, weights, self._now(), seed=self.cfg.seed,
                                 state_file=cc.state_file or None, clock=time.perf_counter,
                                 logger=self.get_logger())

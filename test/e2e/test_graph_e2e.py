@@ -22,11 +22,13 @@ from l2l_nmhw_ros.l2l.episode import resolve_checkpoint
 N_TARGETS = 5
 SEED = 1
 #: median end-effector distance to the target after the one update [m]. Measured with the shipped
-#: checkpoint (iteration 2000) on these seeded targets: 0.309 m (1.111 m without the update; 5 of
-#: 5 improved). The readouts are deterministic (seeded crossbar, same commands every run); only
-#: the arm simulation's wall-clock ticks vary the measured end point (by millimetres in repeated
-#: runs), so the bound leaves ~0.09 m for the arm and a re-trained checkpoint of the same quality.
-MEDIAN_FINAL_ERROR_BOUND = 0.40
+#: checkpoint (iteration 2010) on these seeded targets: 0.394 m (1.012 m without the update; 5 of
+#: 5 improved); the median of 5 targets is a small sample (iteration 2000 gave 0.309, iteration
+#: 2050 0.188; over 200 reach tasks offline the PCM final-point median is 0.27 m for 2010 and
+#: 0.34 m for 2000). The readouts are deterministic (seeded crossbar, same commands every run);
+#: only the arm simulation's wall-clock ticks vary the measured end point (by millimetres in
+#: repeated runs), so the bound leaves ~0.05 m for the arm; without the update it is ~1 m.
+MEDIAN_FINAL_ERROR_BOUND = 0.45
 #: share of targets whose error must decrease after the update (the issue's 80 %)
 IMPROVED_SHARE = 0.8
 

@@ -57,3 +57,17 @@ def test_default_checkpoint_meets_the_model_card_on_200_tasks() -> None:
         assert s['xyz_improvement_software'] >= 2.0
         assert s['xyz_improvement_pcm'] >= 2.0
         assert abs(s['pcm_vs_software_rel']) <= 0.20, (fam, s)
+
+
+def test_deployment_pcm_differences_from_the_checkpoint_are_named() -> None:
+    # the nodes keep the deployment's pcm section but warn about the keys the meta-learned
+    # weights depend on; the default configuration matches the shipped checkpoint
+    from l2l_nmhw_ros import config as C
+    from l2l_nmhw_ros.l2l.episode import pcm_differences
+    from l2l_nmhw_ros.l2l.train_cli import preset_path
+
+    _, meta = ckpt.load(default_checkpoint())
+    assert pcm_differences(C.load(C.default_config_path()), meta) == []
+    paper = C.load(C.default_config_path(), preset_path('paper'))
+    assert pcm_differences(paper, meta) == ['pcm.stochastic_rounding: False -> True']
+    assert pcm_differences(paper, {'config': {}}) == []

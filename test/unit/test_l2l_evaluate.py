@@ -35,6 +35,22 @@ def test_without_update_software_rows_equal_before() -> None:
     assert s['xyz_improvement_software'] == pytest.approx(1.0, rel=1e-6)
 
 
+def test_a_rows_numbers_do_not_depend_on_the_other_rows() -> None:
+    # each backend has its own noise stream: the PCM row (device noise, stochastic rounding) is
+    # the same whether or not the software 4-bit row (stochastic rounding) ran before it
+    cfg = _tiny()
+    w = MetaTrainer(cfg).numpy_weights()
+    full = evaluate(w, cfg, 'brownian', 6, chunk=3)
+    only = evaluate(w, cfg, 'brownian', 6, chunk=3, rows=('software', 'pcm'))
+    assert only['pcm']['xyz_mse'] == full['pcm']['xyz_mse']
+    assert only['pcm']['n_programmed'] == full['pcm']['n_programmed']
+    assert only['software']['xyz_mse'] == full['software']['xyz_mse']
+    # and the PCM improvement is read against the PCM row before the update
+    s = summary(full)
+    assert s['xyz_improvement_pcm'] == pytest.approx(
+        full['before_pcm']['xyz_mse'] / full['pcm']['xyz_mse'], rel=1e-12)
+
+
 def test_eval_cli_json(tmp_path, capsys) -> None:
     cfg = _tiny()
     MetaTrainer(cfg).save(str(tmp_path / 'ck'), train_state=False)

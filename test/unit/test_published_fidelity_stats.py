@@ -7,7 +7,8 @@ import math
 import numpy as np
 import pytest
 
-from l2l_nmhw_ros.l2l.fidelity import required_n, summarize
+from l2l_nmhw_ros import config as C
+from l2l_nmhw_ros.l2l.fidelity import per_task_metrics, required_n, summarize
 
 
 def test_required_n_for_a_relative_standard_error():
@@ -51,3 +52,10 @@ def test_summarize_means_standard_errors_and_paired_effects():
     assert rep['se_target_met'] is False  # 26 % relative SE
     rep = summarize({'before': _metrics(np.full(4, 2.0))})
     assert rep['se_target_met'] is True
+
+
+def test_fidelity_refuses_stochastic_rounding() -> None:
+    # the fidelity rows reproduce the robot code (rounding to nearest); with the project's
+    # default (stochastic) the weight counts would be wrong, so it is a clear error
+    with pytest.raises(ValueError, match='stochastic_rounding'):
+        per_task_metrics({}, C.L2LConfig(), 1)
