@@ -80,7 +80,8 @@ def resolve_checkpoint(path: str | Path = '') -> Path:
 
 #: pcm keys that shape what the meta-learned weights expect of the update and the devices: a
 #: deployment that differs from the checkpoint's training config in one of them works, but its
-#: errors are not the model card's (e.g. rounding to nearest costs the shipped checkpoint ~60 %).
+#: errors are not the model card's (e.g. rounding to nearest raises the shipped checkpoint's PCM
+#: xyz error after the update by ~20 %).
 LEARNING_PCM_KEYS = ('preset', 'drift', 'stochastic_rounding', 'delta_w_step', 'w_max')
 
 
