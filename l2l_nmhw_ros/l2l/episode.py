@@ -89,8 +89,8 @@ def pcm_differences(cfg: L2LConfig, metadata: Mapping[str, Any]) -> list[str]:
     """Return ``pcm.key: ours -> checkpoint`` for the :data:`LEARNING_PCM_KEYS` that differ.
 
     The pcm section is the deployment's (hardware), not taken from the checkpoint
-    (:func:`network_config`); the nodes log these differences as a warning. Empty when the
-    metadata has no config.
+    (:func:`network_config`); ``pcm_accelerator`` logs these differences as a warning. Empty
+    when the metadata has no config.
     """
     ck = metadata.get('config') if isinstance(metadata, Mapping) else None
     ck_pcm = ck.get('pcm') if isinstance(ck, Mapping) else None
