@@ -1,6 +1,5 @@
 """ament_python package definition; also a plain setuptools package for pip-only installs."""
 
-from glob import glob
 import os
 
 from setuptools import find_packages, setup

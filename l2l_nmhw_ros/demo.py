@@ -54,8 +54,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help='checkpoint folder (default: the shipped checkpoints/default)')
     parser.add_argument('--real-time-factor', type=float, default=4.0,
                         help='simulated seconds per wall-clock second of the arm simulation (4)')
-    parser.add_argument('--timeout', type=float, default=120.0,
-                        help='wall-clock seconds allowed per episode (120)')
+    parser.add_argument('--timeout', type=float, default=150.0,
+                        help='wall-clock seconds the demo waits for the result of one target '
+                        "(150; the controller's own control.episode_timeout is 120)")
     parser.add_argument('--no-plots', action='store_true', help='skip the PNG plots')
     parser.add_argument('--verbose', action='store_true', help="echo the nodes' output")
     parser.add_argument('--json', action='store_true', help='machine-readable output')
@@ -100,7 +101,7 @@ def _f(r: dict[str, str], key: str) -> float:
 
 
 def run_demo(n_targets: int = 5, seed: int = 1, output: str | Path = DEFAULT_OUTPUT,
-             checkpoint: str = '', real_time_factor: float = 4.0, timeout: float = 120.0,
+             checkpoint: str = '', real_time_factor: float = 4.0, timeout: float = 150.0,
              plots: bool = True, verbose: bool = False, say: Any = print) -> dict[str, Any]:
     """Run the demo; return the summary dict (also written to ``<output>/summary.json``).
 
@@ -174,11 +175,13 @@ def run_demo(n_targets: int = 5, seed: int = 1, output: str | Path = DEFAULT_OUT
         for i, p in enumerate(targets):
             n0 = len(client.results)
             client.send_target(p, cfg.control.frame_id)
-            if not client.spin_until(lambda n0=n0: len(client.results) > n0, timeout, alive):
+            # the result of THIS target (a late one for an earlier target is not it)
+            if not client.spin_until(lambda p=p, n0=n0: client.result_for(p, n0) is not None,
+                                     timeout, alive):
                 problems.append(f'target {i + 1}: no result within {timeout} s')
                 say(f'{i + 1:>2}  no result within {timeout} s')
                 continue
-            r = client.results[n0]
+            r = client.result_for(p, n0)
             row = {'target': [round(float(v), 4) for v in p], 'status': r.get('status', '?'),
                    'error_no_update_m': _f(r, 'error_final_baseline'),
                    'error_after_update_m': _f(r, 'error_final_adapted'),

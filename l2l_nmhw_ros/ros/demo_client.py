@@ -150,6 +150,19 @@ class DemoClient:
         msg.point.x, msg.point.y, msg.point.z = (float(v) for v in p)
         self.pub_target.publish(msg)
 
+    def result_for(self, p: np.ndarray, since: int = 0, tol: float = 1e-6
+                   ) -> dict[str, str] | None:
+        """The first result from ``results[since:]`` whose ``target_x/y/z`` equal ``p`` [m]
+        within ``tol``, or None."""
+        for r in self.results[since:]:
+            try:
+                q = np.array([float(r[f'target_{a}']) for a in 'xyz'])
+            except (KeyError, ValueError):
+                continue
+            if np.all(np.abs(q - np.asarray(p, dtype=np.float64)) <= tol):
+                return r
+        return None
+
     def save_state(self, timeout: float = 10.0) -> tuple[bool, str]:
         """Call ``pcm_accelerator/save_state``."""
         if not self.spin_until(self.save_client.service_is_ready, timeout):

@@ -15,7 +15,8 @@ time-scaled (:mod:`l2l_nmhw_ros.l2l.playback`) and streamed from ONE timer at
 each followed by ``control.settle_time`` of hold. Then the update is undone on-chip
 (``control.restore_weights``) and the device state saved (``control.state_file``). A learning
 signal arriving during an episode waits in a bounded queue (``control.queue_size``, oldest dropped
-with a warning).
+with a warning). A signal identical (same CRC-32) to the running or a queued one is the
+controller's re-send of an unacknowledged signal and is ignored (logged).
 
 Status (one DiagnosticStatus ``pcm_accelerator``): on every phase start/end and at
 ``control.status_rate`` (wall clock); keys ``state``, ``event`` (start | end of a phase, computed,
@@ -121,7 +122,7 @@ class PcmAcceleratorNode(Node):
         self.create_service(Trigger, '~/save_state', self._srv_save)
         self.create_service(Trigger, '~/reset', self._srv_reset)
         self.streamer = Streamer()
-        self.queue: deque[tuple[np.ndarray, float]] = deque()
+        self.queue: deque[tuple[np.ndarray, float, str]] = deque()
         self.q_measured: np.ndarray | None = None
         self.episode = 0
         self.active: dict[str, Any] | None = None
@@ -158,21 +159,26 @@ class PcmAcceleratorNode(Node):
         except BadMessage as exc:
             self._reject('learning_signal', str(exc))
             return
+        crc = f'{zlib.crc32(np.ascontiguousarray(sig, dtype=np.float32).tobytes()):08x}'
+        if (self.active is not None and self.active['crc'] == crc) or any(
+                c == crc for _, _, c in self.queue):
+            self.get_logger().info(f'learning signal {crc} is already running or queued: '
+                                   'ignored (a re-send)', throttle_duration_sec=THROTTLE_S)
+            return
         if self.active is not None or self.queue:
             if len(self.queue) >= self.cfg.control.queue_size:
                 self.queue.popleft()
                 self.get_logger().warning('learning-signal queue full: dropped the oldest')
-            self.queue.append((sig, t_in))
-            self.get_logger().info(f'episode running: learning signal queued '
+            self.queue.append((sig, t_in, crc))
+            self.get_logger().info(f'episode running: learning signal {crc} queued '
                                    f'({len(self.queue)} waiting)')
             return
-        self._start_episode(sig, t_in)
+        self._start_episode(sig, t_in, crc)
 
     # ---- episode -----------------------------------------------------------------------------
-    def _start_episode(self, sig: np.ndarray, t_in: float) -> None:
+    def _start_episode(self, sig: np.ndarray, t_in: float, crc: str) -> None:
         cc, tc = self.cfg.control, self.cfg.task
         self.episode += 1
-        crc = f'{zlib.crc32(np.ascontiguousarray(sig, dtype=np.float32).tobytes()):08x}'
         t_emu = self._now()
         out = self.core.adapt(sig, t_emu, baseline=cc.run_baseline)
         q_start = self._current_pose()
@@ -245,8 +251,7 @@ class PcmAcceleratorNode(Node):
         self._save_state()
         self._publish_status('end')
         if self.queue:
-            sig, t_in = self.queue.popleft()
-            self._start_episode(sig, t_in)
+            self._start_episode(*self.queue.popleft())
 
     # ---- state -------------------------------------------------------------------------------
     def _save_state(self) -> str:

@@ -8,9 +8,12 @@ remap rviz's ``clicked_point`` to it), ``joint_states`` and ``pcm_accelerator/st
 order, time_from_start in network time: step k at (k + 1) · dt).
 
 One episode at a time (:mod:`l2l_nmhw_ros.l2l.episode`): reachability (IK), demonstration, LSG,
-learning signal; then the accelerator's status messages with the same ``learning_signal_crc32``
-give the execution windows (``phase_start``, ``phase_duration``, ``phase_hold``, ``time_scale``) of
-the ``baseline`` and ``adapted`` executions, and ``phase = done`` ends the episode: the measured
+learning signal; the first accelerator status with the same ``learning_signal_crc32`` (and a phase
+other than ``done``) acknowledges it and names the accelerator's ``episode``; until then the signal
+is re-sent every ``control.signal_retry`` s (a sample published right after discovery can be
+dropped by DDS; the accelerator ignores the duplicates). That episode's statuses give the
+execution windows (``phase_start``, ``phase_duration``, ``phase_hold``, ``time_scale``) of the
+``baseline`` and ``adapted`` executions, and ``phase = done`` ends the episode: the measured
 joint states of each window are evaluated (FK → errors vs the demonstration and the target) and
 published. Targets arriving meanwhile (or before the first joint states: the executions could
 not be evaluated) wait in a queue of ``control.queue_size`` (when full the oldest is dropped,
@@ -23,7 +26,8 @@ logged (throttled), counted and ignored.
 target at the end of the window), ``error_path_{baseline,adapted}`` [m] (mean distance to the
 demonstration), ``error_max_*`` [m], ``joint_rmse_*`` [rad], ``arm_moved_rad``, ``lsg_ms``,
 ``devices_programmed``, ``devices_restored``, ``weights_changed``, ``adaptation_latency_ms``,
-``time_scale_*``, ``learning_signal_crc32``.
+``time_scale_*``, ``learning_signal_crc32``, ``signal_sends`` (1 unless re-sent),
+``accelerator_episode``.
 """
 
 from __future__ import annotations
@@ -158,7 +162,8 @@ class SnnControllerNode(Node):
         lsg_ms = 1e3 * (time.perf_counter() - c0)
         crc = f'{zlib.crc32(np.ascontiguousarray(sig, dtype=np.float32).tobytes()):08x}'
         self.current = {'demo': demo, 'crc': crc, 'phases': {}, 'summary': {}, 'lsg_ms': lsg_ms,
-                        'deadline': time.monotonic() + self.cfg.control.episode_timeout}
+                        'deadline': time.monotonic() + self.cfg.control.episode_timeout,
+                        'acc_episode': None, 'sends': 0, 'sent_at': 0.0}
         self.pub_demo.publish(joint_trajectory(self.joints, demo.q, self.cfg.task.dt,
                                                self.frame))
         self._publish_markers(demo)
@@ -169,7 +174,10 @@ class SnnControllerNode(Node):
         self._send_signal()
 
     def _send_signal(self) -> None:
-        # a learning signal is sent once (reliable, volatile): wait until the accelerator listens
+        # Reliable + volatile is not enough on its own: right after discovery a sample can reach a
+        # reader that has not matched the writer yet, and DDS drops it. So the signal is sent
+        # again every control.signal_retry s until a status with its CRC acknowledges it (the
+        # accelerator ignores a signal identical to the running or a queued one).
         cur = self.current
         if cur is None or 'signal' not in cur:
             return
@@ -179,7 +187,17 @@ class SnnControllerNode(Node):
                                           '(pcm_accelerator not up?): waiting')
             cur['waiting'] = True
             return
-        self.pub_signal.publish(cur.pop('signal'))
+        now = time.monotonic()
+        if cur['sends'] and now - cur['sent_at'] < self.cfg.control.signal_retry:
+            return
+        if cur['sends']:
+            self.get_logger().warning(
+                f'episode {self.episode}: no acknowledgement of learning signal {cur["crc"]} '
+                f'within {self.cfg.control.signal_retry} s: sending it again '
+                f'(send {cur["sends"] + 1})', throttle_duration_sec=THROTTLE_S)
+        self.pub_signal.publish(cur['signal'])
+        cur['sends'] += 1
+        cur['sent_at'] = now
 
     def _on_status(self, msg: DiagnosticArray) -> None:
         cur = self.current
@@ -189,15 +207,22 @@ class SnnControllerNode(Node):
             v = diag_values(st)
             if v.get('learning_signal_crc32') != cur['crc']:
                 continue
-            cur['summary'] = v
             phase, event = v.get('phase', ''), v.get('event', '')
+            if cur['acc_episode'] is None:
+                if phase == 'done':
+                    continue  # an earlier episode with the same signal (same target again)
+                cur['acc_episode'] = v.get('episode')  # acknowledged: stop re-sending
+                cur.pop('signal', None)
+            elif v.get('episode') != cur['acc_episode']:
+                continue
+            cur['summary'] = v
             if phase in EXECUTIONS and event == 'start':
                 try:
                     cur['phases'][phase] = {k: float(v[k]) for k in (
                         'phase_start', 'phase_duration', 'phase_hold', 'time_scale')}
                 except (KeyError, ValueError) as exc:
                     self._reject('status', f'phase {phase} without timing ({exc})')
-            if phase == 'done' and event == 'end':
+            if phase == 'done':  # its 'end' event, or (if that was lost) the next periodic one
                 self._finish()
                 return
 
@@ -206,7 +231,8 @@ class SnnControllerNode(Node):
         demo: Demonstration = cur['demo']
         s = cur['summary']
         values: dict[str, Any] = {'status': 'ok', 'ik_distance': demo.ik_distance,
-                                  'lsg_ms': cur['lsg_ms']}
+                                  'lsg_ms': cur['lsg_ms'], 'signal_sends': cur['sends'],
+                                  'accelerator_episode': cur['acc_episode']}
         for key in ('devices_programmed', 'devices_restored', 'weights_changed',
                     'adaptation_latency_ms', 'time_scale_baseline', 'time_scale_adapted',
                     'learning_signal_crc32', 'trainee_rate_hz'):
@@ -253,10 +279,15 @@ class SnnControllerNode(Node):
     def _watchdog(self) -> None:
         cur = self.current
         if cur is not None and 'signal' in cur:
-            self._send_signal()
+            self._send_signal()  # first send (waited for a subscriber) or a re-send
         if cur is not None and time.monotonic() > cur['deadline']:
+            if cur['acc_episode'] is None:
+                why = (f"learning signal sent {cur['sends']} times, never acknowledged: is it "
+                       'running? same checkpoint?')
+            else:
+                why = f"accelerator episode {cur['acc_episode']} did not reach phase done"
             reason = (f'no answer from pcm_accelerator within {self.cfg.control.episode_timeout}'
-                      ' s (is it running? same checkpoint?)')
+                      f' s ({why})')
             self.get_logger().error(f'episode {self.episode}: {reason}')
             self._publish_result({'status': 'timeout'}, cur['demo'].target,
                                  DiagnosticStatus.ERROR, reason)

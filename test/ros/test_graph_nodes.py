@@ -23,7 +23,7 @@ from sensor_msgs.msg import JointState  # noqa: E402
 from std_msgs.msg import Float32MultiArray, Float64MultiArray, MultiArrayDimension  # noqa: E402
 from std_srvs.srv import Trigger  # noqa: E402
 
-from _graph_helpers import spin_until  # noqa: E402
+from _graph_helpers import spin_for, spin_until  # noqa: E402
 from l2l_nmhw_ros import config as C  # noqa: E402
 from l2l_nmhw_ros.arm.kinematics import forward_kinematics  # noqa: E402
 from l2l_nmhw_ros.l2l import checkpoint  # noqa: E402
@@ -166,6 +166,7 @@ def test_one_episode_end_to_end_with_a_fake_driver(graph: Graph) -> None:
     q_base[:2] = 0.01 * out.omega_baseline.sum(axis=0)
     assert float(r['error_final_baseline']) == pytest.approx(
         float(np.linalg.norm(_fk(q_base) - target)), abs=1e-6)
+    assert r['signal_sends'] == '1' and r['accelerator_episode'] == '1'
     assert int(r['devices_programmed']) == out.devices_programmed > 0
     assert int(r['devices_restored']) == out.devices_programmed
     assert float(r['arm_moved_rad']) > 0.0
@@ -224,6 +225,61 @@ def test_targets_during_an_episode_are_queued_in_order(graph: Graph) -> None:
     got = [[float(r[f'target_{a}']) for a in 'xyz'] for r in graph.results[n:]]
     np.testing.assert_allclose(got, np.array(targets), atol=1e-9)
     assert [r['status'] for r in graph.results[n:]] == ['ok', 'ok']
+
+
+def test_the_same_target_twice_is_two_episodes(graph: Graph) -> None:
+    # same target -> same learning signal (same CRC): the second episode must not be mistaken for
+    # the first (acknowledged by the accelerator's episode number, not the CRC alone)
+    n, n_out = len(graph.results), len(graph.outcomes)
+    p = _fk([0.2, 0.2, 0.0, 0.0])
+    graph.target(p)
+    graph.target(p)
+    spin_until(graph.ex, lambda: len(graph.results) == n + 2, 90.0, 'two results')
+    a, b = graph.results[n:]
+    assert a['status'] == b['status'] == 'ok'
+    assert a['learning_signal_crc32'] == b['learning_signal_crc32']
+    assert int(b['accelerator_episode']) == int(a['accelerator_episode']) + 1
+    assert len(graph.outcomes) == n_out + 2
+
+
+def test_a_repeated_learning_signal_runs_once(graph: Graph) -> None:
+    # two identical signals back to back (what a re-send looks like): one episode
+    n_out = len(graph.outcomes)
+    spin_until(graph.ex, lambda: graph.acc.active is None and graph.ctl.current is None, 30.0,
+               'idle graph')
+    sig = graph.signals[-1]
+    graph.pub_signal.publish(sig)
+    graph.pub_signal.publish(sig)
+    spin_until(graph.ex, lambda: len(graph.outcomes) > n_out and graph.acc.active is None, 60.0,
+               'episode done')
+    spin_for(graph.ex, 1.0)  # a late duplicate would start a second episode now
+    assert len(graph.outcomes) == n_out + 1
+    assert graph.acc.active is None and not graph.acc.queue
+
+
+def test_a_lost_learning_signal_is_sent_again(random_checkpoint: Path, tmp_path: Path,
+                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    # the accelerator loses the first learning signal (as DDS may right after discovery): the
+    # controller re-sends it after control.signal_retry and the episode completes once
+    received = []
+    on_signal = PcmAcceleratorNode._on_signal
+
+    def lossy(self, msg):
+        received.append(msg)
+        if len(received) > 1:
+            on_signal(self, msg)
+    monkeypatch.setattr(PcmAcceleratorNode, '_on_signal', lossy)
+    g = Graph(random_checkpoint, tmp_path, signal_retry=0.5)
+    try:
+        g.target(_fk([0.4, 0.1, 0.0, 0.0]))
+        spin_until(g.ex, lambda: len(g.results) == 1, 60.0, 'episode result')
+        r = g.results[0]
+        assert r['status'] == 'ok', r
+        assert r['signal_sends'] == '2'
+        assert len(received) == 2 and list(received[0].data) == list(received[1].data)
+        assert len(g.outcomes) == 1
+    finally:
+        g.close()
 
 
 def test_state_file_and_services(graph: Graph, random_checkpoint: Path) -> None:
