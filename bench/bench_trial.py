@@ -14,10 +14,13 @@ Rows (group ``trial``; torch sides with 1 torch thread, best for batch 1 on this
 - ``trial.b1.torch.float32``: the same in float32 (what the package runs).
 - ``trial.b1.torch.pcm_read_noise``: float32, every MVM through ``PCMModel.mvm`` (read noise,
   the meta-training and evaluation model).
-- ``trial.b1.torch.accelerator``: the accelerator's trial (``l2l.accelerator.Accelerator``):
-  the same initial weights packed in the (252, 255) matrix and programmed on a
-  :class:`~l2l_nmhw_ros.pcm.Crossbar` (its own devices, drift and per-device read noise, so its
-  spike count differs a little; default configuration, as the ``pcm_accelerator`` node runs it).
+- ``trial.b1.accelerator.compiled``: the accelerator's trial (``l2l.accelerator.Accelerator``,
+  as the ``pcm_accelerator`` node runs it: default configuration, ``fast_trials`` on): the same
+  initial weights packed in the (252, 255) matrix and programmed on a
+  :class:`~l2l_nmhw_ros.pcm.Crossbar` (its own devices, drift and read noise, so its spike count
+  differs a little), the recurrent loop in the numba kernel of :mod:`l2l_nmhw_ros.snn.fast_trial`.
+- ``trial.b1.torch.accelerator``: the same accelerator with ``fast=False`` (the torch loop of
+  ``run_trial``, every MVM a ``Crossbar.mvm``).
 - ``trial.b1.brian2.numpy``: :func:`~l2l_nmhw_ros.snn.brian2_reference.run_trainee_brian2`
   (brian2 2.9, numpy code-generation target), the whole call: building the network (62,250
   recurrent synapses) and running it; ``...brian2.numpy.run_only``: the ``Network.run`` part of
@@ -47,11 +50,13 @@ RATIOS = [
      'trial.b1.torch.float64'),
     ('accelerator (crossbar) trial / float32 trial, b1', 'trial.b1.torch.accelerator',
      'trial.b1.torch.float32'),
+    ('accelerator trial: torch loop / compiled kernel, b1', 'trial.b1.torch.accelerator',
+     'trial.b1.accelerator.compiled'),
 ]
 
 GOALS = [
     ('trainee trial on the emulated PCM ≥ 100× faster than real time (accelerator, b1)',
-     'trial.b1.torch.accelerator', NETWORK_TIME_S / 100, '249 ms of network time / 100'),
+     'trial.b1.accelerator.compiled', NETWORK_TIME_S / 100, '249 ms of network time / 100'),
     ('trainee trial with PCM read noise ≥ 100× faster than real time (PCMModel, b1)',
      'trial.b1.torch.pcm_read_noise', NETWORK_TIME_S / 100, '249 ms of network time / 100'),
 ]
@@ -145,14 +150,22 @@ def run(quick: bool = False) -> list[dict]:
             rows.append(skipped(GROUP, 'trial.b1.torch.accelerator',
                                 f'accelerator core not available ({exc})'))
         else:
+            from l2l_nmhw_ros.snn import fast_trial
             # the crossbar deploys the same initial weights itself (its own devices and drift)
-            acc = Accelerator(cfg, {k: v.float().numpy() for k, v in w0.items()}, 0.0, seed=2)
-            med, spread, n = measure(lambda: acc.run_trial(3600.0), repeat=rep)
-            spikes = int(acc.run_trial(3600.0).z.sum())
-            rows.append(row(GROUP, 'trial.b1.torch.accelerator', med, spread, n,
-                            f'{_rtf(med)}; {spikes} spikes; Crossbar ({cfg.pcm.preset} '
-                            f'preset, as the node) read at t = 1 h; torch threads {THREADS}',
-                            rtf=NETWORK_TIME_S / med, spikes=spikes))
+            weights = {k: v.float().numpy() for k, v in w0.items()}
+            for name, fast in (('accelerator.compiled', True), ('torch.accelerator', False)):
+                if fast and not fast_trial.available():
+                    rows.append(skipped(GROUP, f'trial.b1.{name}', 'numba is not installed'))
+                    continue
+                acc = Accelerator(cfg, weights, 0.0, seed=2, fast=fast)
+                med, spread, n = measure(lambda acc=acc: acc.run_trial(3600.0),
+                                         repeat=rep * (10 if fast else 1))
+                spikes = int(acc.run_trial(3600.0).z.sum())
+                how = 'numba kernel' if fast else 'torch loop'
+                rows.append(row(GROUP, f'trial.b1.{name}', med, spread, n,
+                                f'{_rtf(med)}; {spikes} spikes; Crossbar ({cfg.pcm.preset} '
+                                f'preset, as the node) read at t = 1 h; {how}; torch threads '
+                                f'{THREADS}', rtf=NETWORK_TIME_S / med, spikes=spikes))
     rows += _brian2_rows(w64, x64, cfg, 3 if quick else 7, quick, spikes64)
     return rows
 

@@ -348,6 +348,9 @@ class ControlConfig(_Section):
                                'current (meta-learned) weights to report the error without update')
     restore_weights: bool = param(True, '', 'After each episode, re-program the changed devices '
                                   'back to the meta-learned weights (each target is a new task)')
+    fast_trials: bool = param(True, '', 'Accelerator trials in the compiled numba loop '
+                              '(snn.fast_trial; ~1 ms instead of ~40 ms per trial) instead of the '
+                              'torch loop: same equations, the read noise drawn in another order')
     reach_tolerance: float = param(0.02, 'm', 'Largest distance of a target from the workspace of '
                                    'the learned joints (base, shoulder) that is still accepted',
                                    lo=1e-6)

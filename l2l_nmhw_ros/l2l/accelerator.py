@@ -4,7 +4,11 @@ The trainee lives on ONE emulated crossbar (:class:`~l2l_nmhw_ros.pcm.crossbar.C
 the packed (n_rec + n_out, n_in + n_rec) = (252, 255) matrix of :mod:`l2l_nmhw_ros.pcm.layout`.
 Every MVM of a trial is a crossbar read at the emulator time ``t`` (drift, per-device 1/f read
 noise): the synaptic input [W_in | W_rec] [x_t; z_{t-1}] is one read of rows 0..n_rec-1, the
-readout W_out z_t a read of rows n_rec.. with [0 | z_t] as input.
+readout W_out z_t a read of rows n_rec.. with [0 | z_t] as input. The recurrent loop runs in the
+compiled kernel of :mod:`l2l_nmhw_ros.snn.fast_trial` (``fast=True``, the default when numba is
+installed; ~1 ms instead of ~40 ms per trial) or in the torch loop of
+:func:`~l2l_nmhw_ros.snn.trainee.run_trial` (``fast=False``): the same equations and read-noise
+model; the noise is drawn in another order, so seeded runs of the two differ by the noise sample.
 
 One episode (:meth:`Accelerator.adapt`), given the learning signal L (time, n_rec) received from
 the controller:
@@ -37,6 +41,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import scipy.signal
 import torch
 
 from l2l_nmhw_ros.config import L2LConfig
@@ -44,9 +49,11 @@ from l2l_nmhw_ros.errors import CheckpointError, ShapeError
 from l2l_nmhw_ros.pcm.crossbar import Crossbar
 from l2l_nmhw_ros.pcm.layout import pack_trainee, unpack_trainee
 from l2l_nmhw_ros.pcm.model import quantize_delta
+from l2l_nmhw_ros.snn import fast_trial
 from l2l_nmhw_ros.snn.encoding import clock_input
 from l2l_nmhw_ros.snn.eprop import delta_w
-from l2l_nmhw_ros.snn.trainee import TrialResult, run_trial
+from l2l_nmhw_ros.snn.neurons import decay_factor
+from l2l_nmhw_ros.snn.trainee import TrialResult, _leaky, run_trial
 
 __all__ = ['AdaptOutcome', 'Accelerator', 'trainee_weights']
 
@@ -111,6 +118,8 @@ class Accelerator:
             configuration the crossbar is restored from it instead of being programmed.
         clock: monotonic clock [s] for the stage timings (e.g. ``time.perf_counter``).
         logger: where warnings go.
+        fast: run trials in the compiled kernel (:mod:`l2l_nmhw_ros.snn.fast_trial`); ``None``:
+            ``cfg.control.fast_trials`` when numba is installed, else the torch loop.
 
     Raises:
         ShapeError: weights do not fit the ``trainee`` section.
@@ -119,7 +128,7 @@ class Accelerator:
     def __init__(self, cfg: L2LConfig, weights: Mapping[str, Any], t: float, *, seed: int,
                  state_file: str | Path | None = None,
                  clock: Callable[[], float] | None = None,
-                 logger: logging.Logger | Any = None) -> None:
+                 logger: logging.Logger | Any = None, fast: bool | None = None) -> None:
         self.cfg = cfg
         tc = cfg.trainee
         self.n_in, self.n_rec, self.n_out = tc.n_in, tc.n_rec, tc.n_out
@@ -142,6 +151,14 @@ class Accelerator:
             self.loaded_from_state = self._try_load(Path(state_file), seed)
         if not self.loaded_from_state:
             self.devices_programmed_total += self.crossbar.program(self.w0, t)
+        if fast is None:
+            fast = cfg.control.fast_trials and fast_trial.available()
+        elif fast and not fast_trial.available():
+            raise RuntimeError('fast=True needs numba (pip install numba)')
+        self.fast = bool(fast)
+        self._x_bar: torch.Tensor | None = None
+        if self.fast:
+            fast_trial.warm_up()  # compile (or load the cached kernel) now, not in episode 1
 
     # ---- persistence -----------------------------------------------------------------------
     @staticmethod
@@ -196,8 +213,41 @@ class Accelerator:
         """One trial on the clock input, every MVM a crossbar read at ``t`` (batch 1)."""
         w_in, w_rec, w_out = unpack_trainee(self.crossbar.w_target, self.n_in)
         with torch.no_grad():
+            if self.fast:
+                return self._run_trial_fast(t)
             return run_trial(w_in, w_rec, w_out, self.x, self.cfg.trainee, self._mvm(t),
                              dt=self.cfg.task.dt)
+
+    def _run_trial_fast(self, t: float) -> TrialResult:
+        # the recurrent loop in the compiled kernel; the readout W_out z (rows n_rec.. of the
+        # crossbar with [0 | z] as input) as one product over all steps with the same
+        # output-noise model as Crossbar.mvm; one standard-normal draw per trial
+        xb, tc = self.crossbar, self.cfg.trainee
+        n, n_in, dt = self.n_rec, self.n_in, self.cfg.task.dt
+        n_steps = self.x.shape[0]
+        w = xb.effective_weights(t).double().numpy()
+        if xb.cfg.preset == 'ideal' or not xb.cfg.read_noise:  # as Crossbar.mvm
+            var = np.zeros_like(w)
+            xi = np.zeros((n_steps, self.n_post))
+        else:
+            var = xb.read_noise_sd(t).double().square().numpy()
+            # numpy's ziggurat is ~5x faster than torch.randn here; seeded from the crossbar's
+            # generator, so a seeded accelerator stays reproducible
+            seed = int(torch.randint(0, 2**62, (1,), generator=xb.generator))
+            xi = np.random.default_rng(seed).standard_normal((n_steps, self.n_post))
+        alpha = decay_factor(tc.tau_m, dt)
+        z, v, psi, zbar = fast_trial.lif_recurrent(
+            w[:n], var[:n], self.x[:, 0, :].double().numpy(), xi[:, :n], alpha=alpha,
+            v_th=tc.v_th, n_ref=tc.n_ref, gamma=tc.dampening_factor)
+        w_out, var_out = w[n:, n_in:], var[n:, n_in:]
+        y_in = z @ w_out.T + np.sqrt((z * z) @ var_out.T) * xi[:, n:]
+        y = scipy.signal.lfilter([1.0], [1.0, -decay_factor(tc.tau_out, dt)], y_in, axis=0)
+        if self._x_bar is None:
+            self._x_bar = _leaky(self.x, alpha)
+
+        def seq(a: np.ndarray) -> torch.Tensor:
+            return torch.from_numpy(a).to(xb.dtype).unsqueeze(1)  # (time, 1, ...)
+        return TrialResult(seq(z), seq(v), seq(psi), seq(y), self._x_bar, seq(zbar))
 
     def check_learning_signal(self, learning_signal: Any) -> torch.Tensor:
         """Return the learning signal as a (time, 1, n_rec) tensor.

@@ -22,8 +22,10 @@ from l2l_nmhw_ros.l2l.episode import resolve_checkpoint
 N_TARGETS = 5
 SEED = 1
 #: median end-effector distance to the target after the one update [m]. Measured with the shipped
-#: checkpoint (iteration 2010) on these seeded targets: 0.394 m (1.012 m without the update; 5 of
-#: 5 improved); the median of 5 targets is a small sample (iteration 2000 gave 0.309, iteration
+#: checkpoint (iteration 2010) on these seeded targets: 0.406 m with the compiled trials (the
+#: default; 1.073 m without the update; 5 of 5 improved), 0.394 m with the torch loop
+#: (control.fast_trials false: another read-noise sample); the median of 5 targets is a small
+#: sample (iteration 2000 gave 0.309, iteration
 #: 2050 0.188; over 200 reach tasks offline the PCM final-point median is 0.26 m for 2010 and
 #: 0.34 m for 2000). The readouts are deterministic (seeded crossbar, same commands every run);
 #: only the arm simulation's wall-clock ticks vary the measured end point (by millimetres in
