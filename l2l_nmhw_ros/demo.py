@@ -215,6 +215,11 @@ def run_demo(n_targets: int = 5, seed: int = 1, output: str | Path = DEFAULT_OUT
     if code != 0:
         problems.append('unclean shutdown: ' + ', '.join(f'{k}={v}' for k, v in
                                                          launcher.returncodes.items()))
+        for p in launcher.procs:  # the end of a stuck node's log (its stack dump, if any)
+            if p.escalated or p.popen.returncode != 0:
+                lines = p.log_path.read_text(errors='replace').splitlines()[-40:]
+                problems.append(f'{p.spec.label} log ({p.log_path}), last lines:\n' +
+                                '\n'.join(lines))
     summary = _summary(rows, n_targets, problems)
     summary.update({'seed': seed, 'checkpoint': str(ckpt), 'real_time_factor': real_time_factor,
                     'graph_up_s': round(up_s, 2), 'wall_s': None, 'exit_codes':
