@@ -119,9 +119,11 @@ class Accelerator:
         clock: monotonic clock [s] for the stage timings (e.g. ``time.perf_counter``).
         logger: where warnings go.
         fast: run trials in the compiled kernel (:mod:`l2l_nmhw_ros.snn.fast_trial`); ``None``:
-            ``cfg.control.fast_trials`` when numba is installed, else the torch loop.
+            ``cfg.control.fast_trials`` when numba imports and the kernel compiles, else the torch
+            loop (a warning says why); ``False``: the torch loop.
 
     Raises:
+        RuntimeError: ``fast=True`` and numba is missing or the kernel does not compile.
         ShapeError: weights do not fit the ``trainee`` section.
     """
 
@@ -151,14 +153,28 @@ class Accelerator:
             self.loaded_from_state = self._try_load(Path(state_file), seed)
         if not self.loaded_from_state:
             self.devices_programmed_total += self.crossbar.program(self.w0, t)
-        if fast is None:
-            fast = cfg.control.fast_trials and fast_trial.available()
-        elif fast and not fast_trial.available():
-            raise RuntimeError('fast=True needs numba (pip install numba)')
-        self.fast = bool(fast)
         self._x_bar: torch.Tensor | None = None
-        if self.fast:
-            fast_trial.warm_up()  # compile (or load the cached kernel) now, not in episode 1
+        self.fast = self._choose_trial_path(fast)
+
+    def _choose_trial_path(self, fast: bool | None) -> bool:
+        # compile (or load the cached kernel) now, not in episode 1; with fast=None a numba that
+        # is missing or fails to compile means the torch loop (logged), with fast=True an error
+        if fast is False or (fast is None and not self.cfg.control.fast_trials):
+            return False
+        if not fast_trial.available():
+            if fast:
+                raise RuntimeError('fast=True needs numba (pip install numba)')
+            self._log.warning('numba is not installed: trials run in the torch loop (~40 ms)')
+            return False
+        try:
+            fast_trial.warm_up()
+        except Exception as exc:
+            if fast:
+                raise RuntimeError(f'the compiled trial kernel failed: {exc}') from exc
+            self._log.warning(f'the compiled trial kernel failed ({exc}): trials run in the '
+                              'torch loop (~40 ms)')
+            return False
+        return True
 
     # ---- persistence -----------------------------------------------------------------------
     @staticmethod
@@ -211,10 +227,10 @@ class Accelerator:
 
     def run_trial(self, t: float) -> TrialResult:
         """One trial on the clock input, every MVM a crossbar read at ``t`` (batch 1)."""
+        if self.fast:
+            return self._run_trial_fast(t)
         w_in, w_rec, w_out = unpack_trainee(self.crossbar.w_target, self.n_in)
         with torch.no_grad():
-            if self.fast:
-                return self._run_trial_fast(t)
             return run_trial(w_in, w_rec, w_out, self.x, self.cfg.trainee, self._mvm(t),
                              dt=self.cfg.task.dt)
 

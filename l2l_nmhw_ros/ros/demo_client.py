@@ -97,9 +97,12 @@ class DemoClient:
 
     def _on_signal(self, msg: Float32MultiArray) -> None:
         try:
-            self.signals.append(from_multiarray(msg, ('time', 'neuron')))
+            sig = from_multiarray(msg, ('time', 'neuron'))
         except BadMessage:
-            pass
+            return
+        if self.signals and np.array_equal(sig, self.signals[-1]):
+            return  # the controller re-sent it (one entry per episode for the plots)
+        self.signals.append(sig)
 
     def _on_js(self, msg: JointState) -> None:
         try:

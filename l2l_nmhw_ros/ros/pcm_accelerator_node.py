@@ -15,18 +15,23 @@ time-scaled (:mod:`l2l_nmhw_ros.l2l.playback`) and streamed from ONE timer at
 each followed by ``control.settle_time`` of hold. Then the update is undone on-chip
 (``control.restore_weights``) and the device state saved (``control.state_file``). A learning
 signal arriving during an episode waits in a bounded queue (``control.queue_size``, oldest dropped
-with a warning). A signal identical (same CRC-32) to the running or a queued one is the
-controller's re-send of an unacknowledged signal and is ignored (logged).
+with a warning; a status with event ``queued`` lists the queued signals). A signal identical
+(same CRC-32) to the running or a queued one is taken for the controller's re-send of an
+unacknowledged signal and ignored (logged); the signal is the request's only identity, so a
+genuinely new request for the same target arriving meanwhile joins the running one. ``~/reset``
+drops the queue and ends a running episode (``phase = done``).
 
 Status (one DiagnosticStatus ``pcm_accelerator``): on every phase start/end and at
 ``control.status_rate`` (wall clock); keys ``state``, ``event`` (start | end of a phase, computed,
-reset, periodic), ``episode``, ``learning_signal_crc32`` (CRC-32 of the signal's float32 bytes, so
-the controller can match the episode), ``phase``, ``phase_start`` [s ROS time], ``phase_duration``
-[s], ``phase_hold`` [s], ``time_scale``, ``devices_programmed``, ``devices_restored``,
+queued, reset, periodic), ``episode``, ``learning_signal_crc32`` (CRC-32 of the signal's float32
+bytes, so the controller can match the episode), ``phase``, ``phase_start`` [s ROS time],
+``phase_duration`` [s], ``phase_hold`` [s], ``time_scale``, ``devices_programmed``,
+``devices_restored``,
 ``weights_changed``, ``adaptation_latency_ms`` (learning signal in → adapted command stream ready:
 learning trial + update + test trial + planning; the baseline trial, for the comparison only, is
 excluded and reported as ``baseline_trial_ms``), device statistics (``mean_conductance_uS``,
-``device_age_s``, ``drift_compensation_factor``, ``devices_programmed_total``).
+``device_age_s``, ``drift_compensation_factor``, ``devices_programmed_total``), ``queued``,
+``queued_crc32`` (comma-separated CRCs of the waiting signals).
 
 The emulator clock is the node's ROS clock (simulated time from /clock with ``use_sim_time``).
 """
@@ -113,7 +118,8 @@ class PcmAcceleratorNode(Node):
         self.get_logger().info(
             f'checkpoint {path}; crossbar {origin} ({self.core.devices_programmed_total} devices '
             f'written so far); commands -> {self.resolve_topic_name(commands)} at '
-            f'{cc.command_rate} Hz')
+            f'{cc.command_rate} Hz; trials in the '
+            f'{"compiled kernel (numba)" if self.core.fast else "torch loop"}')
         self.pub_cmd = self.create_publisher(Float64MultiArray, commands, qos.COMMANDS)
         self.pub_status = self.create_publisher(DiagnosticArray, STATUS, qos.COMMANDS)
         self.create_subscription(Float32MultiArray, LEARNING_SIGNAL, self._on_signal,
@@ -172,6 +178,7 @@ class PcmAcceleratorNode(Node):
             self.queue.append((sig, t_in, crc))
             self.get_logger().info(f'episode running: learning signal {crc} queued '
                                    f'({len(self.queue)} waiting)')
+            self._publish_status('queued')  # tells the sender to stop re-sending it
             return
         self._start_episode(sig, t_in, crc)
 
@@ -272,6 +279,9 @@ class PcmAcceleratorNode(Node):
     def _srv_reset(self, request: Trigger.Request, response: Trigger.Response) -> Any:
         self.streamer.clear()
         self.queue.clear()
+        if self.active is not None:  # the episode ends here: its follower must not wait for it
+            self.phase = {'phase': 'done', 'phase_start': self._now(), 'phase_duration': 0.0,
+                          'phase_hold': 0.0, 'time_scale': 0.0}
         self.active = None
         n = self.core.reset(self._now())
         response.success = True
@@ -284,6 +294,7 @@ class PcmAcceleratorNode(Node):
         values = {'state': state, 'event': event, **self.phase, **self.summary,
                   **self.core.statistics(self._now()),
                   'queued': len(self.queue),
+                  'queued_crc32': ','.join(c for _, _, c in self.queue),
                   'rejected_messages': sum(self.rejected.values())}
         st = diag_status('pcm_accelerator', DiagnosticStatus.OK,
                          f'{state}; episode {self.episode}', values, 'pcm_crossbar')

@@ -5,15 +5,16 @@ SingleThreadedExecutor spin, clean handling of Ctrl-C / SIGTERM / external shutd
 and the context shut down exactly once. A node that fails at start-up (invalid configuration) logs
 the core's message and exits non-zero.
 
-Shutdown is watched: when the process is still alive :data:`CLEANUP_DUMP_AFTER_S` s after the
-clean-up began (a node stuck at shutdown was seen once in ~40 demo runs; cause not found),
-faulthandler writes every thread's Python stack to stderr (the node's log) so the hang can be
-diagnosed; the launcher escalates to SIGTERM at 5 s.
+Shutdown is watched (a node stuck at shutdown was seen once in ~40 demo runs; cause not found):
+faulthandler writes every thread's Python stack to stderr (the node's log) when SIGTERM arrives
+(the launcher's escalation, 5 s after SIGINT; rclpy's handler runs next) and when the process is
+still alive :data:`CLEANUP_DUMP_AFTER_S` s after the clean-up began.
 """
 
 from __future__ import annotations
 
 import faulthandler
+import signal
 import sys
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -46,27 +47,30 @@ def run_node(factory: Callable[..., Any], args: Sequence[str] | None = None) -> 
     # timer runs on simulated time and /clock has stopped (the arm simulation exits first).
     rclpy.init(args=list(args) if args is not None else sys.argv, context=ctx,
                signal_handler_options=SignalHandlerOptions.ALL)
+    # the launcher escalates a node that does not stop on SIGINT to SIGTERM: dump every thread's
+    # stack to stderr (the node's log) first, then run rclpy's handler
+    faulthandler.register(signal.SIGTERM, file=sys.stderr, all_threads=True, chain=True)
     node = None
     try:
         try:
             node = factory(context=ctx)
-        except (KeyboardInterrupt, ExternalShutdownException):
-            return 0  # Ctrl-C while the node was being built: a clean stop, not a crash
         except (L2LError, ValueError, FileNotFoundError) as exc:
             print(f'[FATAL] could not start node: {exc}', file=sys.stderr)
             return 1
         executor = SingleThreadedExecutor(context=ctx)
         executor.add_node(node)
-        try:
-            executor.spin()
-        except (KeyboardInterrupt, ExternalShutdownException):
-            pass
-        except Exception:
-            # A signal shut the context down while a callback was publishing (e.g. /clock at 4x
-            # real time): rclpy raises RCLError 'publisher's context is invalid'. That is the
-            # shutdown we asked for, not a crash. Anything raised on a live context propagates.
-            if ctx.ok():
-                raise
+        executor.spin()
+        return 0
+    except (KeyboardInterrupt, ExternalShutdownException):
+        # Ctrl-C / SIGINT, wherever it lands (building the node, the executor, spinning): rclpy's
+        # handler also passes it on to Python's, so it may surface as KeyboardInterrupt
+        return 0
+    except Exception:
+        # A signal shut the context down while a callback was publishing (e.g. /clock at 4x
+        # real time): rclpy raises RCLError 'publisher's context is invalid'. That is the
+        # shutdown we asked for, not a crash. Anything raised on a live context propagates.
+        if ctx.ok():
+            raise
         return 0
     finally:
         # not cancelled: the process is about to exit, and a hang may also come after this

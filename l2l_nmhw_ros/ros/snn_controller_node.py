@@ -8,12 +8,14 @@ remap rviz's ``clicked_point`` to it), ``joint_states`` and ``pcm_accelerator/st
 order, time_from_start in network time: step k at (k + 1) · dt).
 
 One episode at a time (:mod:`l2l_nmhw_ros.l2l.episode`): reachability (IK), demonstration, LSG,
-learning signal; the first accelerator status with the same ``learning_signal_crc32`` (and a phase
-other than ``done``) acknowledges it and names the accelerator's ``episode``; until then the signal
+learning signal; the first accelerator status with the same ``learning_signal_crc32`` at the start
+of an accelerator episode (phase ``computed`` or ``home``) acknowledges it and names the
+accelerator's ``episode``; until then, or until a status lists it in ``queued_crc32``, the signal
 is re-sent every ``control.signal_retry`` s (a sample published right after discovery can be
-dropped by DDS; the accelerator ignores the duplicates). That episode's statuses give the
-execution windows (``phase_start``, ``phase_duration``, ``phase_hold``, ``time_scale``) of the
-``baseline`` and ``adapted`` executions, and ``phase = done`` ends the episode: the measured
+dropped by DDS; the accelerator ignores copies of the running or a queued signal). That
+episode's statuses give the execution windows (``phase_start``, ``phase_duration``,
+``phase_hold``, ``time_scale``) of the ``baseline`` and ``adapted`` executions, and
+``phase = done`` ends the episode: the measured
 joint states of each window are evaluated (FK → errors vs the demonstration and the target) and
 published. Targets arriving meanwhile (or before the first joint states: the executions could
 not be evaluated) wait in a queue of ``control.queue_size`` (when full the oldest is dropped,
@@ -21,7 +23,8 @@ logged); an episode without an answer for ``control.episode_timeout`` s (wall
 clock) is abandoned with an ERROR result. Bad messages (wrong frame, NaN, unknown joints) are
 logged (throttled), counted and ignored.
 
-``~/result`` values: ``status`` (ok | unreachable | timeout | no_joint_states), ``episode``,
+``~/result`` values: ``status`` (ok | unreachable | timeout | no_joint_states | incomplete: the
+accelerator ended the episode without an adapted execution, e.g. ``~/reset``), ``episode``,
 ``target_x/y/z`` [m], ``ik_distance`` [m], ``error_final_{baseline,adapted}`` [m] (end effector to
 target at the end of the window), ``error_path_{baseline,adapted}`` [m] (mean distance to the
 demonstration), ``error_max_*`` [m], ``joint_rmse_*`` [rad], ``arm_moved_rad``, ``lsg_ms``,
@@ -63,6 +66,8 @@ THROTTLE_S = 5.0
 #: joint-state samples kept for evaluation (10 min at 50 Hz)
 JOINT_BUFFER = 30000
 EXECUTIONS = ('baseline', 'adapted')
+#: accelerator phases that acknowledge a learning signal: the start of its episode
+ACK_PHASES = ('computed', 'home')
 COLORS = {'target': (1.0, 0.2, 0.2, 1.0), 'demonstration': (0.2, 0.4, 1.0, 1.0),
           'executed_baseline': (0.6, 0.6, 0.6, 1.0), 'executed': (0.1, 0.8, 0.2, 1.0)}
 
@@ -176,10 +181,11 @@ class SnnControllerNode(Node):
     def _send_signal(self) -> None:
         # Reliable + volatile is not enough on its own: right after discovery a sample can reach a
         # reader that has not matched the writer yet, and DDS drops it. So the signal is sent
-        # again every control.signal_retry s until a status with its CRC acknowledges it (the
-        # accelerator ignores a signal identical to the running or a queued one).
+        # again every control.signal_retry s (checked by the 0.5 s watchdog) until a status with
+        # its CRC acknowledges it or reports it queued (the accelerator ignores a signal identical
+        # to the running or a queued one).
         cur = self.current
-        if cur is None or 'signal' not in cur:
+        if cur is None or 'signal' not in cur or cur.get('queued'):
             return
         if self.pub_signal.get_subscription_count() == 0:
             if not cur.get('waiting'):
@@ -205,13 +211,23 @@ class SnnControllerNode(Node):
             return
         for st in msg.status:
             v = diag_values(st)
+            if cur['acc_episode'] is None and 'queued_crc32' in v:
+                queued = cur['crc'] in v['queued_crc32'].split(',')
+                if queued and not cur.get('queued'):
+                    self.get_logger().info(f'episode {self.episode}: learning signal queued by '
+                                           'the accelerator')
+                cur['queued'] = queued  # while it holds it: no re-sends (dropped: re-send)
             if v.get('learning_signal_crc32') != cur['crc']:
                 continue
             phase, event = v.get('phase', ''), v.get('event', '')
             if cur['acc_episode'] is None:
-                if phase == 'done':
-                    continue  # an earlier episode with the same signal (same target again)
-                cur['acc_episode'] = v.get('episode')  # acknowledged: stop re-sending
+                # acknowledged only by the START of an accelerator episode with this signal: a
+                # status from later phases or 'done' belongs to an earlier episode with the same
+                # signal (same target again, or one this controller abandoned); joining it midway
+                # would miss its execution windows, so keep re-sending until a new one starts
+                if phase not in ACK_PHASES:
+                    continue
+                cur['acc_episode'] = v.get('episode')
                 cur.pop('signal', None)
             elif v.get('episode') != cur['acc_episode']:
                 continue
@@ -270,6 +286,8 @@ class SnnControllerNode(Node):
         else:
             msg = '; '.join(notes) or 'no adapted execution reported'
             level = DiagnosticStatus.ERROR
+            if values['status'] == 'ok':
+                values['status'] = 'incomplete'  # e.g. the accelerator was reset midway
         self._publish_markers(demo, executed)
         self._publish_result(values, demo.target, level, msg)
         self.get_logger().info(f'episode {self.episode}: {msg}')

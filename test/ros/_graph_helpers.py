@@ -20,9 +20,3 @@ def spin_until(executor: Any, predicate: Callable[[], bool], timeout: float,
             raise AssertionError(f'{what}: not reached within {timeout} s')
         executor.spin_once(timeout_sec=0.05)
 
-
-def spin_for(executor: Any, seconds: float) -> None:
-    """Spin ``executor`` for ``seconds`` of wall time (to let late messages arrive)."""
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        executor.spin_once(timeout_sec=0.05)

@@ -15,7 +15,7 @@ import pytest
 import torch
 
 rclpy = pytest.importorskip('rclpy')
-from diagnostic_msgs.msg import DiagnosticArray  # noqa: E402
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus  # noqa: E402
 from geometry_msgs.msg import PointStamped  # noqa: E402
 from rclpy.executors import SingleThreadedExecutor  # noqa: E402
 from rclpy.parameter import Parameter  # noqa: E402
@@ -23,11 +23,11 @@ from sensor_msgs.msg import JointState  # noqa: E402
 from std_msgs.msg import Float32MultiArray, Float64MultiArray, MultiArrayDimension  # noqa: E402
 from std_srvs.srv import Trigger  # noqa: E402
 
-from _graph_helpers import spin_for, spin_until  # noqa: E402
+from _graph_helpers import spin_until  # noqa: E402
 from l2l_nmhw_ros import config as C  # noqa: E402
 from l2l_nmhw_ros.arm.kinematics import forward_kinematics  # noqa: E402
 from l2l_nmhw_ros.l2l import checkpoint  # noqa: E402
-from l2l_nmhw_ros.ros.convert import diag_values  # noqa: E402
+from l2l_nmhw_ros.ros.convert import diag_status, diag_values  # noqa: E402
 from l2l_nmhw_ros.ros.pcm_accelerator_node import PcmAcceleratorNode  # noqa: E402
 from l2l_nmhw_ros.ros.snn_controller_node import SnnControllerNode  # noqa: E402
 from l2l_nmhw_ros.snn.lsg import init_lsg_weights, lsg_n_in  # noqa: E402
@@ -166,7 +166,7 @@ def test_one_episode_end_to_end_with_a_fake_driver(graph: Graph) -> None:
     q_base[:2] = 0.01 * out.omega_baseline.sum(axis=0)
     assert float(r['error_final_baseline']) == pytest.approx(
         float(np.linalg.norm(_fk(q_base) - target)), abs=1e-6)
-    assert r['signal_sends'] == '1' and r['accelerator_episode'] == '1'
+    assert int(r['signal_sends']) >= 1 and r['accelerator_episode'] == '1'  # 2: DDS lost one
     assert int(r['devices_programmed']) == out.devices_programmed > 0
     assert int(r['devices_restored']) == out.devices_programmed
     assert float(r['arm_moved_rad']) > 0.0
@@ -228,18 +228,68 @@ def test_targets_during_an_episode_are_queued_in_order(graph: Graph) -> None:
 
 
 def test_the_same_target_twice_is_two_episodes(graph: Graph) -> None:
-    # same target -> same learning signal (same CRC): the second episode must not be mistaken for
-    # the first (acknowledged by the accelerator's episode number, not the CRC alone)
+    # same target -> same learning signal (same CRC). While the second episode runs, stale
+    # statuses of the first (same CRC, its episode number, phases 'adapted' and 'done') arrive at
+    # 50 Hz: they must neither acknowledge nor end the second episode.
     n, n_out = len(graph.results), len(graph.outcomes)
     p = _fk([0.2, 0.2, 0.0, 0.0])
     graph.target(p)
-    graph.target(p)
-    spin_until(graph.ex, lambda: len(graph.results) == n + 2, 90.0, 'two results')
-    a, b = graph.results[n:]
-    assert a['status'] == b['status'] == 'ok'
+    spin_until(graph.ex, lambda: len(graph.results) == n + 1, 60.0, 'first result')
+    a = graph.results[n]
+    stale = [diag_status('pcm_accelerator', DiagnosticStatus.OK, 'stale', {
+        'learning_signal_crc32': a['learning_signal_crc32'],
+        'episode': a['accelerator_episode'], 'phase': phase, 'event': 'periodic'})
+        for phase in ('adapted', 'done')]
+    pub = graph.client.create_publisher(DiagnosticArray, 'pcm_accelerator/status', 10)
+    timer = graph.client.create_timer(0.02, lambda: pub.publish(DiagnosticArray(status=stale)))
+    try:
+        graph.target(p)
+        spin_until(graph.ex, lambda: len(graph.results) == n + 2, 60.0, 'second result')
+    finally:
+        graph.client.destroy_timer(timer)
+        graph.client.destroy_publisher(pub)
+    b = graph.results[n + 1]
+    assert a['status'] == b['status'] == 'ok', b
     assert a['learning_signal_crc32'] == b['learning_signal_crc32']
     assert int(b['accelerator_episode']) == int(a['accelerator_episode']) + 1
+    assert 'error_final_baseline' in b and 'error_final_adapted' in b
     assert len(graph.outcomes) == n_out + 2
+
+
+def test_a_signal_queued_by_the_busy_accelerator_is_not_sent_again(graph: Graph) -> None:
+    # the accelerator runs an episode nobody follows (~5 s, longer than signal_retry = 2 s)
+    # when the controller's signal arrives: queued, listed in queued_crc32, not re-sent
+    n = len(graph.results)
+    spin_until(graph.ex, lambda: graph.acc.active is None and graph.ctl.current is None, 30.0,
+               'idle graph')
+    rng = np.random.default_rng(7)
+    other = Float32MultiArray(data=rng.normal(0.0, 1.0, 249 * 250).astype(np.float32).tolist())
+    other.layout.dim = [MultiArrayDimension(label='time', size=249, stride=249 * 250),
+                        MultiArrayDimension(label='neuron', size=250, stride=250)]
+    graph.pub_signal.publish(other)
+    spin_until(graph.ex, lambda: graph.acc.active is not None, 10.0, 'busy accelerator')
+    graph.target(_fk([-0.3, 0.4, 0.0, 0.0]))
+    spin_until(graph.ex, lambda: len(graph.results) == n + 1, 60.0, 'result')
+    r = graph.results[n]
+    assert r['status'] == 'ok', r
+    assert r['signal_sends'] == '1'
+    assert any(s['event'] == 'queued' and r['learning_signal_crc32'] in s['queued_crc32']
+               for s in graph.status)
+
+
+def test_reset_during_an_episode_ends_it_at_once(graph: Graph) -> None:
+    n = len(graph.results)
+    spin_until(graph.ex, lambda: graph.acc.active is None and graph.ctl.current is None, 30.0,
+               'idle graph')
+    graph.target(_fk([0.5, -0.2, 0.0, 0.0]))
+    spin_until(graph.ex, lambda: graph.ctl.current is not None and
+               graph.ctl.current['acc_episode'] is not None, 30.0, 'acknowledged episode')
+    reset = graph.client.create_client(Trigger, 'pcm_accelerator/reset')
+    spin_until(graph.ex, reset.service_is_ready, 10.0, 'reset service')
+    fut = reset.call_async(Trigger.Request())
+    spin_until(graph.ex, lambda: fut.done() and len(graph.results) == n + 1, 10.0,
+               'result after the reset')
+    assert graph.results[n]['status'] == 'incomplete', graph.results[n]
 
 
 def test_a_repeated_learning_signal_runs_once(graph: Graph) -> None:
@@ -252,7 +302,6 @@ def test_a_repeated_learning_signal_runs_once(graph: Graph) -> None:
     graph.pub_signal.publish(sig)
     spin_until(graph.ex, lambda: len(graph.outcomes) > n_out and graph.acc.active is None, 60.0,
                'episode done')
-    spin_for(graph.ex, 1.0)  # a late duplicate would start a second episode now
     assert len(graph.outcomes) == n_out + 1
     assert graph.acc.active is None and not graph.acc.queue
 
