@@ -24,8 +24,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument('xyz', nargs='+', type=float,
                         help='target coordinates [m], x y z (several targets: x y z x y z ...)')
     parser.add_argument('--frame', default='base_link', help='frame_id of the targets (base_link)')
-    parser.add_argument('--timeout', type=float, default=120.0,
-                        help='wall-clock seconds to wait for each result (120)')
+    parser.add_argument('--timeout', type=float, default=150.0,
+                        help="wall-clock seconds to wait for each result (150; the controller's "
+                        'own control.episode_timeout is 120)')
     parser.add_argument('--use-sim-time', action='store_true',
                         help='stamp targets with /clock time (when the arm owns time)')
     parser.add_argument('--json', action='store_true', help='machine-readable output')
@@ -54,10 +55,12 @@ def run(args: argparse.Namespace) -> int:
         for p in targets:
             n0 = len(client.results)
             client.send_target(p, args.frame)
-            if not client.spin_until(lambda n0=n0: len(client.results) > n0, args.timeout):
+            # the result of THIS target (not another client's, nor a late one of an earlier target)
+            if not client.spin_until(lambda p=p, n0=n0: client.result_for(p, n0) is not None,
+                                     args.timeout):
                 results.append({'target': p.tolist(), 'status': 'no result within timeout'})
                 continue
-            results.append({'target': p.tolist(), **client.results[n0]})
+            results.append({'target': p.tolist(), **client.result_for(p, n0)})
     finally:
         client.close()
         ctx.try_shutdown()
