@@ -359,9 +359,9 @@ class ControlConfig(_Section):
     episode_timeout: float = param(120.0, 's', 'Wall-clock limit of one episode (learning signal '
                                    'to evaluation) before it is abandoned', lo=1.0)
     signal_retry: float = param(2.0, 's', 'Wall-clock time after which the controller re-sends '
-                                'a learning signal the accelerator has not acknowledged (no '
-                                'status with its CRC yet); the accelerator ignores the duplicate',
-                                lo=0.05)
+                                'a learning signal the accelerator has neither started (status '
+                                'with its CRC at an episode start) nor queued; the accelerator '
+                                'ignores copies of the running or a queued signal', lo=0.05)
     status_rate: float = param(1.0, 'Hz', 'Rate of pcm_accelerator/status (plus one message per '
                                'phase change)', lo=0.01)
     frame_id: str = param('base_link', '', 'Frame of targets and markers (the arm base); targets '
