@@ -9,6 +9,7 @@ is checked here; a bad message raises :class:`BadMessage` with the reason, which
 
 from __future__ import annotations
 
+import zlib
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -77,6 +78,12 @@ def from_multiarray(msg: Float32MultiArray, labels: Sequence[str],
     if not np.isfinite(data).all():
         raise BadMessage(f'data has {int((~np.isfinite(data)).sum())} non-finite values')
     return data.reshape(sizes)
+
+
+def signal_crc(sig: np.ndarray) -> str:
+    """CRC-32 of a learning signal's float32 bytes as 8 hex digits: the identity of an episode
+    shared by ``snn_controller`` and ``pcm_accelerator`` (``learning_signal_crc32``)."""
+    return f'{zlib.crc32(np.ascontiguousarray(sig, dtype=np.float32).tobytes()):08x}'
 
 
 def joint_positions(msg: JointState, joints: Sequence[str]) -> np.ndarray:

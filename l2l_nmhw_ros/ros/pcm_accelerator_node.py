@@ -39,7 +39,6 @@ The emulator clock is the node's ROS clock (simulated time from /clock with ``us
 from __future__ import annotations
 
 import time
-import zlib
 from collections import deque
 from typing import Any
 
@@ -61,7 +60,7 @@ from l2l_nmhw_ros.l2l.playback import (Segment, SegmentEvent, Streamer, integrat
                                        min_time_scale_for, move_segment, trajectory_segment)
 from l2l_nmhw_ros.ros import qos
 from l2l_nmhw_ros.ros.convert import (BadMessage, diag_array, diag_status, from_multiarray,
-                                      joint_positions)
+                                      joint_positions, signal_crc)
 from l2l_nmhw_ros.ros.params import declare_config
 from l2l_nmhw_ros.ros.runtime import run_node
 
@@ -165,7 +164,7 @@ class PcmAcceleratorNode(Node):
         except BadMessage as exc:
             self._reject('learning_signal', str(exc))
             return
-        crc = f'{zlib.crc32(np.ascontiguousarray(sig, dtype=np.float32).tobytes()):08x}'
+        crc = signal_crc(sig)
         if (self.active is not None and self.active['crc'] == crc) or any(
                 c == crc for _, _, c in self.queue):
             self.get_logger().info(f'learning signal {crc} is already running or queued: '

@@ -36,7 +36,6 @@ demonstration), ``error_max_*`` [m], ``joint_rmse_*`` [rad], ``arm_moved_rad``, 
 from __future__ import annotations
 
 import time
-import zlib
 from collections import deque
 from typing import Any
 
@@ -58,7 +57,7 @@ from l2l_nmhw_ros.l2l.episode import (Demonstration, ReachPlanner, UnreachableTa
 from l2l_nmhw_ros.ros import qos
 from l2l_nmhw_ros.ros.convert import (BadMessage, diag_array, diag_status, diag_values,
                                       joint_positions, joint_trajectory, line_marker,
-                                      sphere_marker, stamp_to_sec, to_multiarray)
+                                      signal_crc, sphere_marker, stamp_to_sec, to_multiarray)
 from l2l_nmhw_ros.ros.pcm_accelerator_node import LABELS, LEARNING_SIGNAL, STATUS, load_config
 from l2l_nmhw_ros.ros.runtime import run_node
 
@@ -165,7 +164,7 @@ class SnnControllerNode(Node):
         c0 = time.perf_counter()
         sig = self.planner.learning_signal(demo)
         lsg_ms = 1e3 * (time.perf_counter() - c0)
-        crc = f'{zlib.crc32(np.ascontiguousarray(sig, dtype=np.float32).tobytes()):08x}'
+        crc = signal_crc(sig)
         self.current = {'demo': demo, 'crc': crc, 'phases': {}, 'summary': {}, 'lsg_ms': lsg_ms,
                         'deadline': time.monotonic() + self.cfg.control.episode_timeout,
                         'acc_episode': None, 'sends': 0, 'sent_at': 0.0}
