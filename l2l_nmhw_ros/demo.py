@@ -194,7 +194,8 @@ def run_demo(n_targets: int = 5, seed: int = 1, output: str | Path = DEFAULT_OUT
                    'adaptation_latency_ms': _f(r, 'adaptation_latency_ms'),
                    'lsg_ms': _f(r, 'lsg_ms'), 'arm_moved_rad': _f(r, 'arm_moved_rad'),
                    'time_scale': _f(r, 'time_scale_adapted'),
-                   'crc': r.get('learning_signal_crc32', '')}
+                   'crc': r.get('learning_signal_crc32', ''),
+                   'signal_sends': int(_f(r, 'signal_sends')) if 'signal_sends' in r else None}
             rows.append(row)
             if row['status'] != 'ok':
                 problems.append(f"target {i + 1}: {row['status']} ({r.get('message', '')})")
