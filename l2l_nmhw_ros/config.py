@@ -37,9 +37,12 @@ from l2l_nmhw_ros.errors import ConfigError
 
 __all__ = [
     'ArmConfig', 'ConfigError', 'ControlConfig', 'EpropConfig', 'L2LConfig', 'LSGConfig',
-    'MetaConfig', 'PCMConfig', 'TaskConfig', 'TraineeConfig', 'config_hash', 'default_config_path',
-    'from_dict', 'load', 'param', 'to_dict',
+    'MetaConfig', 'PCMConfig', 'TARGET_CODES', 'TaskConfig', 'TraineeConfig', 'config_hash',
+    'default_config_path', 'from_dict', 'load', 'param', 'to_dict',
 ]
+
+#: Binary codes of the LSG's target input (see :func:`l2l_nmhw_ros.snn.encoding.encode_target`).
+TARGET_CODES = ('paper', 'clamped', 'workspace')
 
 ROS_WILDCARD = '/**'
 ROS_PARAMS = 'ros__parameters'
@@ -217,6 +220,11 @@ class LSGConfig(_Section):
     dampening_factor: float = param(0.3, '1', 'gamma of the pseudo-derivative', lo=0.0)
     bits_per_coord: int = param(16, '1', 'Binary input neurons per target coordinate',
                                 lo=1, hi=31, read_only=True)
+    target_code: str = param('workspace', '', 'Binary code of the target coordinates fed to the '
+                             'LSG: paper (authors, wraps at 1 m), clamped (saturates at 1 m; the '
+                             'shipped checkpoint), workspace (-2..2 m, no wrap); a checkpoint '
+                             'records its own', choices=TARGET_CODES,
+                             read_only=True)
     rate_target: float = param(10.0, 'Hz', 'Firing-rate regulariser target', lo=0.0)
     rate_reg: float = param(0.25, '1', 'Firing-rate regulariser weight', lo=0.0)
     w_out_init_gain: float = param(1.0, '1', 'Gain on the Glorot-uniform initial readout '

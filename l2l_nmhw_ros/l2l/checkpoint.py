@@ -6,8 +6,9 @@ Layout of a checkpoint folder::
                               trainee.w_in (250, 5), trainee.w_rec (250, 250),
                               trainee.w_out (2, 250), lsg.w_in (n_lsg, 53),
                               lsg.w_rec (n_lsg, n_lsg), lsg.w_out (250, n_lsg)
-    metadata.json             format_version, config (nested dict), config_hash, git_revision,
-                              iteration, metrics, ... (anything JSON)
+    metadata.json             format_version, config (nested dict; its ``lsg.target_code`` is
+                              the LSG's binary code of the target and is required),
+                              config_hash, git_revision, iteration, metrics, ... (anything JSON)
     train_state.safetensors   optional: optimizer moments and RNG states for resuming
 
 Never pickle. Writes are atomic (temporary file + rename).
@@ -22,10 +23,12 @@ from typing import Any
 import numpy as np
 from safetensors.numpy import load_file, save_file
 
+from l2l_nmhw_ros.config import TARGET_CODES
 from l2l_nmhw_ros.errors import CheckpointError
 from l2l_nmhw_ros.fileio import atomic_write
 
-__all__ = ['FORMAT_VERSION', 'WEIGHT_KEYS', 'load', 'load_train_state', 'save', 'save_train_state']
+__all__ = ['FORMAT_VERSION', 'WEIGHT_KEYS', 'check_target_code', 'load', 'load_train_state',
+           'save', 'save_train_state', 'target_code']
 
 FORMAT_VERSION = 1
 WEIGHT_KEYS = ('trainee.w_in', 'trainee.w_rec', 'trainee.w_out', 'lsg.w_in', 'lsg.w_rec',
@@ -34,6 +37,37 @@ WEIGHTS_FILE = 'weights.safetensors'
 METADATA_FILE = 'metadata.json'
 TRAIN_STATE_FILE = 'train_state.safetensors'
 
+
+def target_code(metadata: Any, where: str = 'checkpoint') -> str:
+    """Return the LSG target code a checkpoint was trained with (``config.lsg.target_code``).
+
+    The code is part of what the LSG learnt (:func:`l2l_nmhw_ros.snn.encoding.encode_target`),
+    so it is never guessed.
+
+    Raises:
+        CheckpointError: the metadata has no config, or no valid ``lsg.target_code`` in it.
+    """
+    cfg = metadata.get('config') if isinstance(metadata, dict) else None
+    lsg = cfg.get('lsg') if isinstance(cfg, dict) else None
+    code = lsg.get('target_code') if isinstance(lsg, dict) else None
+    if code not in TARGET_CODES:
+        raise CheckpointError(
+            f'{where}: metadata config.lsg.target_code is {code!r}, expected one of '
+            f'{list(TARGET_CODES)}; the LSG only works with the target code it was trained with '
+            '(published weights: re-import them with `l2l-nmhw import-checkpoint`, which records '
+            "'paper'; a checkpoint of this project trained before the code was recorded used "
+            "'clamped')")
+    return code
+
+
+def check_target_code(metadata: Any, code: str, where: str = 'checkpoint') -> None:
+    """Raise CheckpointError unless the checkpoint's target code (:func:`target_code`) is `code`,
+    the code the caller's configuration would feed its LSG."""
+    ck = target_code(metadata, where)
+    if ck != code:
+        raise CheckpointError(f'{where}: trained with lsg.target_code {ck!r}, but the '
+                              f'configuration feeds its LSG {code!r}; set lsg.target_code: {ck} '
+                              '(or use the configuration stored in the checkpoint)')
 
 
 def save(path: str | Path, weights: dict[str, np.ndarray], metadata: dict[str, Any]) -> Path:
@@ -69,7 +103,8 @@ def load(path: str | Path) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
     """Read a checkpoint folder; returns (weights, metadata).
 
     Raises:
-        CheckpointError: folder or files missing, unknown format version, or missing keys.
+        CheckpointError: folder or files missing, unknown format version, missing keys, or a
+            config without a valid ``lsg.target_code`` (:func:`target_code`).
     """
     folder = Path(path)
     wfile, mfile = folder / WEIGHTS_FILE, folder / METADATA_FILE
@@ -84,6 +119,8 @@ def load(path: str | Path) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
     if version != FORMAT_VERSION:
         raise CheckpointError(f'{folder}: format_version {version!r}, this code reads '
                               f'{FORMAT_VERSION}')
+    if 'config' in meta:
+        target_code(meta, str(folder))
     weights = load_file(str(wfile))
     missing = [k for k in WEIGHT_KEYS if k not in weights]
     if missing:

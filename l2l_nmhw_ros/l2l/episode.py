@@ -34,6 +34,7 @@ from l2l_nmhw_ros.arm.kinematics import (JOINT_NAMES, forward_kinematics, invers
                                          load_joint_limits, safe_limits)
 from l2l_nmhw_ros.config import L2LConfig, from_dict, to_dict
 from l2l_nmhw_ros.errors import CheckpointError, ConfigError, L2LError, ShapeError
+from l2l_nmhw_ros.l2l.checkpoint import target_code as checkpoint_target_code
 from l2l_nmhw_ros.l2l.inner import lsg_inputs
 from l2l_nmhw_ros.l2l.tasks import minimum_jerk
 from l2l_nmhw_ros.share import find_share
@@ -113,11 +114,14 @@ def network_config(cfg: L2LConfig, metadata: Mapping[str, Any]) -> tuple[L2LConf
         metadata has no config.
 
     Raises:
-        CheckpointError: the checkpoint's config is invalid for this code.
+        CheckpointError: the checkpoint's config is invalid for this code, or has an lsg
+            section without a valid ``target_code``.
     """
     ck = metadata.get('config') if isinstance(metadata, Mapping) else None
     if not isinstance(ck, Mapping):
         return cfg, []
+    if 'lsg' in ck:
+        checkpoint_target_code(dict(metadata))  # the LSG's code is never a silent default
     ours = to_dict(cfg)
     merged = dict(ours)
     diffs = []

@@ -46,11 +46,13 @@ def load_weights(args: argparse.Namespace, cfg) -> tuple[dict, dict]:
 
     Raises:
         FileNotFoundError: the published pickle is not there.
+        CheckpointError: the checkpoint's LSG target code is not the configuration's.
     """
     from l2l_nmhw_ros.l2l import checkpoint, fidelity, published
 
     if args.checkpoint:
         weights, meta = checkpoint.load(args.checkpoint)
+        checkpoint.check_target_code(meta, cfg.lsg.target_code, str(args.checkpoint))
         return weights, {'checkpoint': str(args.checkpoint), **meta.get('source', {})}
     path = Path(args.published) if args.published else fidelity.default_published_path()
     if not path.is_file():

@@ -112,9 +112,12 @@ def _exact_reads(backend: Any) -> bool:
 
 
 def lsg_inputs(cfg: L2LConfig, xyz: torch.Tensor) -> torch.Tensor:
-    """Return the LSG input spikes [clock, encode_target(xyz)] (time, batch, n_clock + 3 bits)."""
+    """Return the LSG input spikes [clock, encode_target(xyz)] (time, batch, n_clock + 3 bits),
+    the target in the code ``cfg.lsg.target_code`` (see :func:`~l2l_nmhw_ros.snn.encoding.
+    encode_target`)."""
     clock = clock_input(cfg.task, xyz.shape[1], n_in=cfg.trainee.n_in, dtype=xyz.dtype)
-    return torch.cat([clock, encode_target(xyz, cfg.lsg.bits_per_coord)], dim=-1)
+    code = encode_target(xyz, cfg.lsg.bits_per_coord, code=cfg.lsg.target_code)
+    return torch.cat([clock, code], dim=-1)
 
 
 def adapt(trainee: dict[str, torch.Tensor], lsg: dict[str, torch.Tensor], tasks: TaskBatch,

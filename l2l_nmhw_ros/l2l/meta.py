@@ -257,13 +257,18 @@ class MetaTrainer:
             state['iteration'] = np.asarray([self.iteration], dtype=np.int64)
             ckpt.save_train_state(path, state)
 
-    def load(self, path: str, *, strict_config: bool = True) -> dict[str, Any]:
+    def load(self, path: str, *, strict_config: bool = True,
+             same_target_code: bool = True) -> dict[str, Any]:
         """Load weights (and the training state when present) from a checkpoint folder.
 
         Raises:
-            CheckpointError: config hash differs from this trainer's (when `strict_config`).
+            CheckpointError: config hash differs from this trainer's (when `strict_config`);
+                the LSG target code differs (when `same_target_code`; only a new training that
+                starts from these weights, ``train --init-from``, may change the code).
         """
         weights, meta = ckpt.load(path)
+        if same_target_code:
+            ckpt.check_target_code(meta, self.cfg.lsg.target_code, path)
         if strict_config and meta.get('config_hash') != config_hash(self.cfg):
             raise CheckpointError(f'{path}: config hash {meta.get("config_hash")} differs from '
                                   f'the current configuration {config_hash(self.cfg)}')

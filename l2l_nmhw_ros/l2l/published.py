@@ -60,16 +60,18 @@ from l2l_nmhw_ros.fileio import atomic_write
 
 __all__ = [
     'ALLOWED_GLOBALS', 'KNOWN_SOURCES', 'OMNIGLOT_KEYS', 'ROBOT_KEYS', 'SOURCE_LICENSE',
-    'SOURCE_REPOSITORY', 'PublishedCheckpoint', 'PublishedVariable', 'RecordedPartial',
-    'ResourceVariableStandIn', 'RestrictedUnpickler', 'TFDType', 'convert_omniglot',
-    'convert_robot', 'detect_kind', 'import_checkpoint', 'load_omniglot', 'read_published',
-    'save_omniglot', 'scan_pickle', 'weight_statistics',
+    'PUBLISHED_TARGET_CODE', 'SOURCE_REPOSITORY', 'PublishedCheckpoint', 'PublishedVariable',
+    'RecordedPartial', 'ResourceVariableStandIn', 'RestrictedUnpickler', 'TFDType',
+    'convert_omniglot', 'convert_robot', 'detect_kind', 'import_checkpoint', 'load_omniglot',
+    'read_published', 'save_omniglot', 'scan_pickle', 'weight_statistics',
 ]
 
 SOURCE_REPOSITORY = 'https://github.com/IGITUGraz/RapidLearningInMemoryComputing'
 SOURCE_COMMIT = 'cc689bdf89833e6c765a35fa0f31b9b153b59f9c'
 SOURCE_LICENSE = 'Apache-2.0'
 IMPORT_FORMAT = 'l2l_nmhw_ros.published/1'
+#: The LSG target code of the published robot weights (authors' ``int64(float32(c + 1) 2^15)``).
+PUBLISHED_TARGET_CODE = 'paper'
 
 # SHA-256 of the two files of the official repository (HEAD cc689bd), with their path there.
 KNOWN_SOURCES: dict[str, tuple[str, str]] = {
@@ -656,18 +658,24 @@ def import_checkpoint(src: str | Path, dst: str | Path,
         src: the published ``.pickle``.
         dst: output folder.
         cfg: configuration recorded in the metadata (and whose sizes the robot shapes must
-            match); default the paper's.
+            match); default the schema defaults with ``lsg.target_code: paper``. The robot
+            weights were meta-trained on the authors' target code, so a robot import records
+            ``paper`` (:data:`PUBLISHED_TARGET_CODE`).
 
     Returns:
         (folder, metadata written).
 
     Raises:
-        CheckpointError: refused or malformed pickle, or unknown variable set.
+        CheckpointError: refused or malformed pickle, unknown variable set, or (robot) a `cfg`
+            whose ``lsg.target_code`` is not ``paper``.
         ShapeError: robot shapes differ from the configured sizes.
     """
     from l2l_nmhw_ros.l2l import checkpoint
 
-    cfg = cfg or L2LConfig()
+    if cfg is None:
+        base = L2LConfig()
+        cfg = dataclasses.replace(base, lsg=dataclasses.replace(
+            base.lsg, target_code=PUBLISHED_TARGET_CODE))
     ckpt = read_published(src)
     kind = detect_kind(ckpt)
     weights = convert_robot(ckpt, cfg) if kind == ROBOT_MODEL else convert_omniglot(ckpt)
@@ -680,6 +688,10 @@ def import_checkpoint(src: str | Path, dst: str | Path,
         'metrics': {},
     }
     if kind == ROBOT_MODEL:
+        if cfg.lsg.target_code != PUBLISHED_TARGET_CODE:
+            raise CheckpointError(f'the published robot LSG was trained with the target code '
+                                  f'{PUBLISHED_TARGET_CODE!r}, the configuration says '
+                                  f'lsg.target_code {cfg.lsg.target_code!r}')
         meta['config'] = to_dict(cfg)
         meta['config_hash'] = config_hash(cfg)
         meta['weight_layout'] = '(n_post, n_pre); published (n_pre, n_post) transposed'

@@ -20,8 +20,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument('-o', '--out', default=None,
                         help='checkpoint folder to write (default: runs/imported/<file stem>)')
     parser.add_argument('--config', nargs='*', default=[], metavar='YAML',
-                        help='parameter files applied after the default file (sizes to check, '
-                             'config recorded in the metadata)')
+                        help='parameter files applied after the default file and the paper preset '
+                             '(sizes to check, config recorded in the metadata)')
     parser.add_argument('--json', action='store_true', help='print the metadata as JSON')
 
 
@@ -31,7 +31,10 @@ def run(args: argparse.Namespace) -> int:
     from l2l_nmhw_ros.errors import CheckpointError, ShapeError
     from l2l_nmhw_ros.l2l import published
 
-    cfg = C.load(C.default_config_path(), *args.config)
+    from l2l_nmhw_ros.l2l.train_cli import preset_path
+
+    # the robot weights were trained by the paper's code: its preset (target code `paper`)
+    cfg = C.load(C.default_config_path(), preset_path('paper'), *args.config)
     src = Path(args.path)
     out = Path(args.out) if args.out else Path('runs') / 'imported' / src.stem
     try:

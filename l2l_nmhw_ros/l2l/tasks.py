@@ -32,7 +32,7 @@ from l2l_nmhw_ros.arm.kinematics import forward_kinematics
 from l2l_nmhw_ros.config import TaskConfig
 
 __all__ = ['FAMILIES', 'TaskBatch', 'brownian', 'default_reference_dir', 'make_tasks', 'reach',
-           'reference', 'sample_mixed']
+           'reference', 'sample_mixed', 'smooth_hann']
 
 FAMILIES = ('reach', 'brownian', 'reference')
 N_JOINTS = 2  # base and shoulder (paper code: --joints [0,1])
@@ -90,16 +90,45 @@ def hann_periodic(n: int) -> np.ndarray:
     return w / w.sum()
 
 
+def smooth_hann(walk: np.ndarray, n_win: int) -> np.ndarray:
+    """Smooth random walks as the paper code does (``tf.nn.convolution`` with a Hann window).
+
+    Per sequence: front pad with ``n_win - 1`` zeros, back pad with the last ``n_win - 1`` samples
+    reversed, cross-correlate ('valid'; ``tf.nn.convolution`` does not flip the kernel) with the
+    normalised periodic Hann window (:func:`hann_periodic`), keep samples
+    ``n_win // 2 .. n_win // 2 + n_steps - 1``.
+
+    Args:
+        walk: (batch, n_steps, n) sequences.
+        n_win: window length (paper: 120), at most n_steps + 1.
+
+    Returns:
+        (batch, n_steps, n) smoothed sequences (float64).
+    """
+    batch, n_steps, n = walk.shape
+    pad = n_win - 1
+    padded = np.concatenate([np.zeros((batch, pad, n)), walk,
+                             walk[:, -pad:, :][:, ::-1, :] if pad else walk[:, :0]], axis=1)
+    kernel = hann_periodic(n_win)[::-1]  # convolving with the reversed window = correlation
+    smooth = fftconvolve(padded, kernel[None, :, None], mode='valid', axes=1)
+    start = n_win // 2
+    return smooth[:, start:start + n_steps, :]
+
+
 def brownian(cfg: TaskConfig, batch: int, rng: np.random.Generator, *,
              dtype: torch.dtype = torch.float32) -> TaskBatch:
     """Return `batch` tasks of the paper code's smoothed-Brownian family.
 
-    Per task and joint: a random walk of ``n_steps`` samples from 0 with increments
-    N(0, (delta sqrt(dt_b))^2); smoothed with a normalised periodic Hann window of length N
-    (front padded with N - 1 zeros, back with the last N - 1 samples reversed, 'valid'
-    convolution, samples N//2 ... N//2 + n_steps - 1 kept); omega clipped to [-pi, pi]; angles
-    q = omega_scale cumsum(omega) clipped to the safe ranges (omega is not corrected for that clip,
-    as in the paper code); xyz = FK(q).
+    Per task and joint, as ``datasets/trajectories.py::BrownianTrajectoriesScorbot``: a random
+    walk of ``n_steps`` samples whose first sample is the first increment (``tf.scan``),
+    increments N(0, (delta sqrt(dt_b))^2); smoothed by :func:`smooth_hann` (cross-correlation
+    with a periodic Hann window of length N, as ``tf.nn.convolution``); omega clipped to
+    [-pi, pi]; angles q = omega_scale cumsum(omega) clipped to the safe ranges (omega is not
+    corrected for that clip, as in the paper code); xyz = FK(q) (float64, then `dtype`; the
+    paper code's kinematics are float32, which matters only to the last bit of a ``paper``
+    target code).
+    The random numbers come from numpy (the authors' from TensorFlow), so the tasks are of the
+    same distribution, not the same draws.
 
     Raises:
         ValueError: if `batch` < 1 or the window is longer than n_steps + 1.
@@ -110,14 +139,8 @@ def brownian(cfg: TaskConfig, batch: int, rng: np.random.Generator, *,
     if n_win - 1 > n_steps:
         raise ValueError(f'task.smoothing_window = {n_win} needs n_steps >= {n_win - 1}')
     sd = cfg.brownian_delta * math.sqrt(cfg.brownian_dt)
-    incr = rng.normal(0.0, sd, size=(batch, n_steps - 1, N_JOINTS))
-    walk = np.concatenate([np.zeros((batch, 1, N_JOINTS)), np.cumsum(incr, axis=1)], axis=1)
-    pad = n_win - 1
-    padded = np.concatenate([np.zeros((batch, pad, N_JOINTS)), walk,
-                             walk[:, -pad:, :][:, ::-1, :] if pad else walk[:, :0]], axis=1)
-    smooth = fftconvolve(padded, hann_periodic(n_win)[None, :, None], mode='valid', axes=1)
-    start = n_win // 2
-    omega = np.clip(smooth[:, start:start + n_steps, :], -math.pi, math.pi)
+    walk = np.cumsum(rng.normal(0.0, sd, size=(batch, n_steps, N_JOINTS)), axis=1)
+    omega = np.clip(smooth_hann(walk, n_win), -math.pi, math.pi)
     lo, hi = _limits(cfg)
     q = np.clip(cfg.omega_scale * np.cumsum(omega, axis=1), lo, hi)
     return _pack(omega, q, np.zeros((batch, N_JOINTS)), 'brownian', dtype)

@@ -93,7 +93,7 @@ def run(args: argparse.Namespace) -> int:
         trainer.load(str(out), strict_config=not args.allow_config_change)
         log.info('resumed from %s at iteration %d', out, trainer.iteration)
     elif args.init_from:
-        trainer.load(args.init_from, strict_config=False)
+        trainer.load(args.init_from, strict_config=False, same_target_code=False)
         trainer.iteration = 0
         trainer.optimizer = torch.optim.Adam(list(trainer.params.values()), lr=cfg.meta.lr)
         log.info('initialised from %s', args.init_from)

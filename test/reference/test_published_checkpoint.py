@@ -156,6 +156,10 @@ def test_import_checkpoint_writes_a_loadable_project_checkpoint(robot, tmp_path)
     assert src['tensorflow_names']['W_out_lsg'] == 'output_weights_lsg'
     assert meta['model'] == 'robot'
     assert len(meta['config_hash']) == 16
+    # the published LSG was trained on the authors' target code; the paper preset is recorded
+    assert checkpoint.target_code(meta) == 'paper'
+    assert meta['config']['lsg']['n_rec'] == 800
+    assert not meta['config']['pcm']['stochastic_rounding']
     assert meta['statistics']['trainee.w_in']['frac_abs_gt_1'] == pytest.approx(0.108)
 
 

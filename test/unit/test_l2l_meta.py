@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 
 import numpy as np
 import pytest
@@ -126,14 +127,15 @@ def test_quantize_ste_stochastic_is_unbiased_and_passes_gradient() -> None:
 
 
 def test_meta_training_lowers_the_loss_after_the_update() -> None:
-    # 40 iterations of a tiny meta-training: the post-update loss on fixed validation tasks
-    # must fall clearly (seeded; measured 0.067 -> 0.032, threshold 0.7x leaves a margin).
+    # 80 iterations of a tiny meta-training: the post-update loss on fixed validation tasks
+    # must fall clearly (seeded; measured 0.076 -> 0.047 = 0.61x with the authors' brownian
+    # generator and the workspace target code; 40 iterations gave 0.71x).
     cfg = _tiny_cfg(lr=1e-2, quantize_in_loop=False, pcm_in_loop=False, batch_size=8,
                     families=('brownian',))
     cfg = dataclasses.replace(cfg, task=dataclasses.replace(cfg.task, omega_scale=0.08))
     tr = MetaTrainer(cfg)
     v0 = tr.validate(batches=2, tasks_per_batch=8)['val_loss']
-    tr.train(40)
+    tr.train(80)
     v1 = tr.validate(batches=2, tasks_per_batch=8)['val_loss']
     assert v1 < 0.7 * v0
 
@@ -176,6 +178,41 @@ def test_checkpoint_rejects_missing_keys_and_bad_version(tmp_path) -> None:
         ckpt.load(tmp_path / 'y')
     with pytest.raises(CheckpointError, match='not a checkpoint'):
         ckpt.load(tmp_path / 'nothing')
+
+
+def test_checkpoint_records_and_enforces_the_lsg_target_code(tmp_path) -> None:
+    # the trainer records its code; loading selects it; no code, an unknown one or a different
+    # one than the configuration feeds the LSG is an error, never a silent default
+    from l2l_nmhw_ros.l2l.episode import network_config
+
+    cfg = _tiny_cfg(pcm_in_loop=False)
+    assert cfg.lsg.target_code == 'workspace'
+    a = MetaTrainer(cfg)
+    a.save(str(tmp_path / 'a'))
+    _, meta = ckpt.load(tmp_path / 'a')
+    assert ckpt.target_code(meta) == 'workspace'
+    paper = dataclasses.replace(cfg, lsg=dataclasses.replace(cfg.lsg, target_code='paper'))
+    with pytest.raises(CheckpointError, match="trained with lsg.target_code 'workspace'"):
+        MetaTrainer(paper).load(str(tmp_path / 'a'), strict_config=False)
+    MetaTrainer(paper).load(str(tmp_path / 'a'), strict_config=False, same_target_code=False)
+    # the nodes take the checkpoint's network sections, the code included
+    merged, diffs = network_config(paper, meta)
+    assert merged.lsg.target_code == 'workspace'
+    assert "lsg.target_code: 'paper' -> 'workspace'" in diffs
+    for bad in (None, 'gray'):
+        meta_file = tmp_path / 'a' / ckpt.METADATA_FILE
+        m = meta_file.read_text()
+        broken = m.replace('"target_code": "workspace"',
+                           '"target_code": "gray"' if bad else '"other": 0')
+        assert broken != m
+        (tmp_path / 'b').mkdir(exist_ok=True)
+        (tmp_path / 'b' / ckpt.WEIGHTS_FILE).write_bytes(
+            (tmp_path / 'a' / ckpt.WEIGHTS_FILE).read_bytes())
+        (tmp_path / 'b' / ckpt.METADATA_FILE).write_text(broken)
+        with pytest.raises(CheckpointError, match=f'target_code is {bad!r}'):
+            ckpt.load(tmp_path / 'b')
+        with pytest.raises(CheckpointError, match='target_code'):
+            network_config(cfg, json.loads(broken))
 
 
 def test_mixed_pcm_batch_splits_tasks_between_backends() -> None:

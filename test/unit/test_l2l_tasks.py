@@ -22,7 +22,7 @@ def test_brownian_statistics_match_paper_code() -> None:
     assert tb.omega.shape == (249, 400, 2)
     assert tb.xyz.shape == (249, 400, 3)
     assert float(tb.omega.std()) == pytest.approx(0.70, rel=0.12)
-    assert float(tb.omega.abs().max()) <= math.pi
+    assert float(tb.omega.abs().max()) <= float(np.float32(math.pi))  # clipped to pi (float32)
     lo, hi = torch.tensor(cfg.joint_lo), torch.tensor(cfg.joint_hi)
     assert bool(((tb.q >= lo - 1e-6) & (tb.q <= hi + 1e-6)).all())
     # angles are the clipped integral of omega, xyz their FK
@@ -37,6 +37,43 @@ def test_brownian_is_seeded() -> None:
     c = T.brownian(TaskConfig(), 3, np.random.default_rng(6))
     assert torch.equal(a.omega, b.omega)
     assert not torch.equal(a.omega, c.omega)
+
+
+def test_brownian_walk_and_smoothing_follow_the_paper_code() -> None:
+    # the walk's first sample is the first increment (tf.scan), and the smoothing is a
+    # cross-correlation (tf.nn.convolution does not flip the kernel): checked against
+    # np.correlate on a hand-made asymmetric walk, and the generator's first sample against
+    # the same random stream
+    cfg = TaskConfig(n_steps=10, smoothing_window=4)
+    walk = np.arange(1.0, 11.0)[None, :, None] ** 2
+    w = T.hann_periodic(4)  # [0, .25, .5, .25]: its reversal is shifted by one sample
+    padded = np.concatenate([np.zeros(3), walk[0, :, 0], walk[0, -3:, 0][::-1]])
+    expect = np.correlate(padded, w, mode='valid')[2:12]
+    assert T.smooth_hann(walk, 4)[0, :, 0] == pytest.approx(expect)
+    assert expect[0] == pytest.approx(0.25 * 1 + 0.5 * 4 + 0.25 * 9)  # padded[2:6] . w
+    assert not np.allclose(np.convolve(padded, w, mode='valid')[2:12], expect)
+    tb = T.brownian(cfg, 2, np.random.default_rng(3))
+    incr = np.random.default_rng(3).normal(0.0, 0.65 * 0.1, size=(2, 10, 2))
+    omega = np.clip(T.smooth_hann(np.cumsum(incr, axis=1), 4), -math.pi, math.pi)
+    assert tb.omega.numpy() == pytest.approx(np.swapaxes(omega, 0, 1).astype(np.float32))
+
+
+def test_brownian_tasks_are_distributed_like_the_authors(shared_data) -> None:
+    # the authors' generator (golden batch, 90 tasks, seed 1) against ours (900 tasks): SD of
+    # omega over the first 20 steps, over the whole trial, and the share of tasks that reach
+    # z >= 1 m. The golden SDs are estimates from 180 paths (relative SE ~ 10 %), the share
+    # from 90 tasks (golden 23/90 = 0.26, binomial SE 0.046): bands of ~3 SE
+    path = shared_data / 'rlimc_golden' / 'robot_seed1_software.npz'
+    if not path.is_file():
+        pytest.skip(f'golden traces not found at {path}')
+    with np.load(path) as g:
+        g_omega, g_xyz = g['omega_target'], g['xyz_target']
+    tb = T.brownian(TaskConfig(), 900, np.random.default_rng(11))
+    ours = tb.omega.numpy().swapaxes(0, 1)
+    assert ours[:, :20].std() == pytest.approx(g_omega[:, :20].std(), rel=0.3)
+    assert ours.std() == pytest.approx(g_omega.std(), rel=0.3)
+    share = float((tb.xyz[..., 2].max(dim=0).values >= 1.0).double().mean())
+    assert share == pytest.approx(float((g_xyz[..., 2].max(axis=1) >= 1.0).mean()), abs=0.14)
 
 
 def test_hann_window_is_periodic_and_normalised() -> None:

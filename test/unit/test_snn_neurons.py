@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
 import torch
 
 from l2l_nmhw_ros.config import LSGConfig, TaskConfig, TraineeConfig
 from l2l_nmhw_ros.errors import ShapeError
-from l2l_nmhw_ros.snn.encoding import clock_input, encode_target
+from l2l_nmhw_ros.snn.encoding import clock_input, encode_target, target_code_ints
 from l2l_nmhw_ros.snn.lsg import alif_beta, init_lsg_weights, run_lsg
 from l2l_nmhw_ros.snn.neurons import NeuronState, alif_step, decay_factor, initial_state
 from l2l_nmhw_ros.snn.trainee import init_trainee_weights, run_trial
@@ -71,17 +72,77 @@ def test_clock_input_pattern() -> None:
     assert torch.nonzero(x[:, 0, 3]).flatten().tolist() == [150, 160, 170, 180, 190]
 
 
-def test_encode_target_bits() -> None:
-    # c = 0.5 m -> floor(1.5 * 2^15) = 49152 = 0b1100_0000_0000_0000 (bits 14 and 15)
+def _as_int(bits: list[float]) -> int:
+    return sum(int(b) << i for i, b in enumerate(bits))
+
+
+def test_encode_target_bits_clamped_and_paper_below_1m() -> None:
+    # c = 0.5 m -> floor(1.5 * 2^15) = 49152 = 0b1100_0000_0000_0000 (bits 14 and 15); below
+    # 1 m the authors' code and the clamped one agree
     xyz = torch.tensor([[[0.5, -1.0, 0.999]]])
-    code = encode_target(xyz, 16)
-    assert code.shape == (1, 1, 48)
-    assert torch.nonzero(code[0, 0, :16]).flatten().tolist() == [14, 15]
-    assert int(code[0, 0, 16:32].sum()) == 0
-    expect = math.floor(1.999 * 2 ** 15)
-    assert sum(int(b) << i for i, b in enumerate(code[0, 0, 32:].tolist())) == expect
+    for name in ('paper', 'clamped'):
+        code = encode_target(xyz, 16, code=name)
+        assert code.shape == (1, 1, 48)
+        assert torch.nonzero(code[0, 0, :16]).flatten().tolist() == [14, 15]
+        assert int(code[0, 0, 16:32].sum()) == 0
+        assert _as_int(code[0, 0, 32:].tolist()) == math.floor(1.999 * 2 ** 15)
     with pytest.raises(ShapeError):
-        encode_target(torch.zeros(3, 2), 16)
+        encode_target(torch.zeros(3, 2), 16, code='paper')
+    with pytest.raises(ValueError, match='target code'):
+        encode_target(xyz, 16, code='gray')
+
+
+def test_paper_target_code_wraps_and_truncates_in_float32() -> None:
+    # authors: int64(float32(c + 1) * 2^15), bits 0..15 kept. z = 1.1 m: float32(2.1) * 32768
+    # = 68812.8 -> 68812 -> 68812 - 65536 = 3276, the code of -0.9 m (0.1 * 32768 = 3276.8);
+    # the clamped code saturates at 65535 instead
+    z = torch.tensor([[[0.0, 0.0, 1.1]], [[0.0, 0.0, -0.9]]])
+    paper = target_code_ints(z, 16, 'paper')[:, 0, 2].tolist()
+    assert paper == [3276, 3276]
+    assert target_code_ints(z, 16, 'clamped')[:, 0, 2].tolist() == [65535, 3276]
+    # float32 product then truncation: c = 0.2 gives float32(1.2) = 1.2000000477 -> 39321.6 ->
+    # 39321 (in float64 the same); c = -1.25 truncates toward zero: -0.25 * 32768 = -8192 ->
+    # two's complement bits 0..15 = 65536 - 8192 = 57344
+    c = torch.tensor([[[0.2, -1.25, 0.0]]])
+    assert target_code_ints(c, 16, 'paper')[0, 0].tolist() == [39321, 57344, 32768]
+    # a value whose float64 product lies just below an integer that float32 rounds up:
+    # c = 2^-15 * 5 - 1 + 1e-12 is 5 - tiny in float64, exactly 5 in float32
+    c = torch.tensor([[[5 * 2.0 ** -15 - 1 - 1e-12, 0.0, 0.0]]], dtype=torch.float64)
+    assert int(target_code_ints(c, 16, 'paper')[0, 0, 0]) == 5
+    assert int(target_code_ints(c, 16, 'clamped')[0, 0, 0]) == 4
+
+
+def test_workspace_target_code_distinct_over_the_reachable_workspace() -> None:
+    # the workspace code: floor((c + 2) 2^16 / 4) on [-2, 2) m, resolution 4/2^16 m = 61 µm;
+    # targets of the whole joint space (4 joints uniform in +-pi, wider than any joint limit)
+    # are all inside the code's range: no code wraps or saturates
+    from l2l_nmhw_ros.arm.kinematics import forward_kinematics
+
+    assert target_code_ints(torch.tensor([-2.0, 0.0, 1.99999]), 16, 'workspace').tolist() == [
+        0, 32768, 65535]
+    gen = np.random.default_rng(7)
+    q = gen.uniform(-math.pi, math.pi, size=(20000, 4))
+    xyz = torch.as_tensor(forward_kinematics(q))
+    assert float(xyz[:, :2].abs().max()) < 0.93 and -0.52 < float(xyz[:, 2].min())
+    assert float(xyz[:, 2].max()) < 1.23
+    ints = target_code_ints(xyz, 16, 'workspace')
+    assert int(ints.min()) > 0 and int(ints.max()) < 2 ** 16 - 1
+    res = 4.0 / 2 ** 16
+    # the code decodes back to within one resolution step of every target (so targets that
+    # differ by more than a step in some coordinate cannot share a code), and these 20000
+    # random targets get 20000 distinct codes
+    decoded = -2.0 + (ints.double() + 0.5) * res
+    assert float((decoded - xyz).abs().max()) <= res / 2 + 1e-12
+    assert torch.unique(ints, dim=0).shape[0] == 20000
+    # above 1 m: distinct codes where the clamped code is blind
+    hi = torch.tensor([[1.05, 0.0, 1.1], [1.05, 0.0, 1.2]])
+    assert target_code_ints(hi, 16, 'clamped')[:, 2].tolist() == [65535, 65535]
+    w = target_code_ints(hi, 16, 'workspace')[:, 2].tolist()
+    assert w[0] != w[1]
+    with pytest.raises(ValueError, match=r'\[-2.0, 2.0\) m'):
+        target_code_ints(torch.tensor([0.0, 0.0, 2.0]), 16, 'workspace')
+    with pytest.raises(ValueError, match='workspace'):
+        target_code_ints(torch.tensor([float('nan'), 0.0, 0.0]), 16, 'workspace')
 
 
 def test_golden_trainee_trial() -> None:
