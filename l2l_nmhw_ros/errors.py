@@ -15,9 +15,5 @@ class ShapeError(L2LError, ValueError):
     """An array argument has the wrong shape; the message names argument, expected, actual."""
 
 
-class SimulationError(L2LError, RuntimeError):
-    """A simulation reached an invalid state (NaN in the network state, lost physics client)."""
-
-
 class CheckpointError(L2LError, ValueError):
     """A checkpoint file is malformed, of another format version or of an incompatible config."""

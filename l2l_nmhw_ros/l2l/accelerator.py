@@ -11,14 +11,16 @@ installed; ~1 ms instead of ~40 ms per trial) or in the torch loop of
 model; the noise is drawn in another order, so seeded runs of the two differ by the noise sample.
 
 One episode (:meth:`Accelerator.adapt`), given the learning signal L (time, n_rec) received from
-the controller:
+the controller, runs the package's one inner loop,
+:func:`l2l_nmhw_ros.l2l.inner.update_and_test`, on a
+:class:`~l2l_nmhw_ros.l2l.substrate.CrossbarSubstrate` of this crossbar at the episode's time:
 
 a) baseline test trial with the current (meta-learned) weights, no update (optional) - only to
    report the error before the update;
-b) learning trial; e-prop update ΔW = -η Σ_t L ψ ē with the local traces of that trial
-   (:func:`l2l_nmhw_ros.snn.eprop.delta_w`), for W_in and/or W_rec (``eprop`` section), the W_rec
-   diagonal masked (no autapses); ΔW rounded to the ``pcm.delta_w_step`` grid here, then written
-   on-chip with :meth:`Crossbar.update`, which re-programs only the devices of changed weights;
+b) learning trial; e-prop update ΔW = -η Σ_t L ψ ē with the local traces of that trial, for W_in
+   and/or W_rec (``eprop`` section), the W_rec diagonal masked (no autapses); ΔW rounded ONCE to
+   the ``pcm.delta_w_step`` grid and written on-chip with :meth:`Crossbar.add`, which
+   re-programs only the devices of changed weights;
 c) adapted test trial -> readout omega (time, n_out).
 
 :meth:`Accelerator.restore` undoes the update for the next task: the weights changed by the update
@@ -41,23 +43,54 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import scipy.signal
 import torch
 
 from l2l_nmhw_ros.config import L2LConfig
 from l2l_nmhw_ros.errors import CheckpointError, ShapeError
+from l2l_nmhw_ros.l2l.inner import update_and_test
+from l2l_nmhw_ros.l2l.substrate import CrossbarSubstrate
 from l2l_nmhw_ros.pcm.crossbar import Crossbar
-from l2l_nmhw_ros.pcm.layout import pack_trainee, unpack_trainee
-from l2l_nmhw_ros.pcm.model import quantize_delta
+from l2l_nmhw_ros.pcm.layout import pack_trainee
 from l2l_nmhw_ros.snn import fast_trial
 from l2l_nmhw_ros.snn.encoding import clock_input
-from l2l_nmhw_ros.snn.eprop import delta_w
-from l2l_nmhw_ros.snn.neurons import decay_factor
-from l2l_nmhw_ros.snn.trainee import TrialResult, _leaky, run_trial
+from l2l_nmhw_ros.snn.trainee import TrialResult
 
 __all__ = ['AdaptOutcome', 'Accelerator', 'trainee_weights']
 
 _LOG = logging.getLogger(__name__)
+
+
+class _Timed:
+    """A substrate whose trial and update calls are timed with `clock`: ``times`` holds
+    (``'trial'`` or ``'update'``, seconds) in call order."""
+
+    def __init__(self, substrate: CrossbarSubstrate, clock: Callable[[], float]) -> None:
+        self.substrate, self._clock = substrate, clock
+        self.times: list[tuple[str, float]] = []
+
+    def _timed(self, kind: str, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        c0 = self._clock()
+        out = fn(*args, **kwargs)
+        self.times.append((kind, self._clock() - c0))
+        return out
+
+    def trial(self, *args: Any, **kwargs: Any) -> TrialResult:  # noqa: D102
+        return self._timed('trial', self.substrate.trial, *args, **kwargs)
+
+    def update(self, *args: Any, **kwargs: Any) -> torch.Tensor:  # noqa: D102
+        return self._timed('update', self.substrate.update, *args, **kwargs)
+
+    def weights(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:  # noqa: D102
+        return self.substrate.weights()
+
+    def stage_times(self, baseline: bool) -> dict[str, float]:
+        """Seconds per stage: baseline_trial (first trial when `baseline`), learning_trial (all
+        trials before the last), update (all updates), test_trial (the last trial)."""
+        trials = [s for k, s in self.times if k == 'trial']
+        base = trials.pop(0) if baseline else 0.0
+        return {'baseline_trial': base, 'learning_trial': sum(trials[:-1]),
+                'update': sum(s for k, s in self.times if k == 'update'),
+                'test_trial': trials[-1]}
 
 
 def trainee_weights(weights: Mapping[str, Any]) -> dict[str, np.ndarray]:
@@ -87,7 +120,9 @@ class AdaptOutcome:
             None when not run.
         devices_programmed: devices written by the update.
         weights_changed: weights whose quantised ΔW is not 0.
-        dq_in, dq_rec: the quantised ΔW written (n_rec, n_in), (n_rec, n_rec).
+        dq_in, dq_rec: the rounded ΔW written (n_rec, n_in), (n_rec, n_rec) (summed over the
+            episode's updates).
+        changed: bool (n_post, n_pre): the packed weights the episode wrote.
         target_before: the crossbar's target weights before the update (n_post, n_pre).
         timings: seconds per stage: ``baseline_trial``, ``learning_trial``, ``update``,
             ``test_trial`` (measured with the clock passed in).
@@ -100,6 +135,7 @@ class AdaptOutcome:
     weights_changed: int
     dq_in: torch.Tensor
     dq_rec: torch.Tensor
+    changed: torch.Tensor
     target_before: torch.Tensor
     timings: dict[str, float]
     rate_hz: float
@@ -153,7 +189,6 @@ class Accelerator:
             self.loaded_from_state = self._try_load(Path(state_file), seed)
         if not self.loaded_from_state:
             self.devices_programmed_total += self.crossbar.program(self.w0, t)
-        self._x_bar: torch.Tensor | None = None
         self.fast = self._choose_trial_path(fast)
 
     def _choose_trial_path(self, fast: bool | None) -> bool:
@@ -212,58 +247,13 @@ class Accelerator:
         return n
 
     # ---- trials ------------------------------------------------------------------------------
-    def _mvm(self, t: float) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
-        n_in, n_rec = self.n_in, self.n_rec
-        xb = self.crossbar
-
-        def mvm(x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
-            if tuple(w.shape[-2:]) == (n_rec, n_in + n_rec):  # [W_in | W_rec] [x; z]
-                return xb.mvm(x, t)[..., :n_rec]
-            if w.shape[-1] == n_rec:  # readout W_out z: input [0 | z]
-                pad = torch.zeros(*x.shape[:-1], n_in, dtype=x.dtype)
-                return xb.mvm(torch.cat([pad, x], dim=-1), t)[..., n_rec:]
-            raise ShapeError(f'mvm: unexpected weight shape {tuple(w.shape)}')
-        return mvm
+    def substrate(self, t: float) -> CrossbarSubstrate:
+        """The crossbar as the inner loop's substrate at emulator time ``t``."""
+        return CrossbarSubstrate(self.crossbar, t, self.n_in, self.cfg.eprop, fast=self.fast)
 
     def run_trial(self, t: float) -> TrialResult:
         """One trial on the clock input, every MVM a crossbar read at ``t`` (batch 1)."""
-        if self.fast:
-            return self._run_trial_fast(t)
-        w_in, w_rec, w_out = unpack_trainee(self.crossbar.w_target, self.n_in)
-        with torch.no_grad():
-            return run_trial(w_in, w_rec, w_out, self.x, self.cfg.trainee, self._mvm(t),
-                             dt=self.cfg.task.dt)
-
-    def _run_trial_fast(self, t: float) -> TrialResult:
-        # the recurrent loop in the compiled kernel; the readout W_out z (rows n_rec.. of the
-        # crossbar with [0 | z] as input) as one product over all steps with the same
-        # output-noise model as Crossbar.mvm; one standard-normal draw per trial
-        xb, tc = self.crossbar, self.cfg.trainee
-        n, n_in, dt = self.n_rec, self.n_in, self.cfg.task.dt
-        n_steps = self.x.shape[0]
-        w = xb.effective_weights(t).double().numpy()
-        if xb.cfg.preset == 'ideal' or not xb.cfg.read_noise:  # as Crossbar.mvm
-            var = np.zeros_like(w)
-            xi = np.zeros((n_steps, self.n_post))
-        else:
-            var = xb.read_noise_sd(t).double().square().numpy()
-            # numpy's ziggurat is ~5x faster than torch.randn here; seeded from the crossbar's
-            # generator, so a seeded accelerator stays reproducible
-            seed = int(torch.randint(0, 2**62, (1,), generator=xb.generator))
-            xi = np.random.default_rng(seed).standard_normal((n_steps, self.n_post))
-        alpha = decay_factor(tc.tau_m, dt)
-        z, v, psi, zbar = fast_trial.lif_recurrent(
-            w[:n], var[:n], self.x[:, 0, :].double().numpy(), xi[:, :n], alpha=alpha,
-            v_th=tc.v_th, n_ref=tc.n_ref, gamma=tc.dampening_factor)
-        w_out, var_out = w[n:, n_in:], var[n:, n_in:]
-        y_in = z @ w_out.T + np.sqrt((z * z) @ var_out.T) * xi[:, n:]
-        y = scipy.signal.lfilter([1.0], [1.0, -decay_factor(tc.tau_out, dt)], y_in, axis=0)
-        if self._x_bar is None:
-            self._x_bar = _leaky(self.x, alpha)
-
-        def seq(a: np.ndarray) -> torch.Tensor:
-            return torch.from_numpy(a).to(xb.dtype).unsqueeze(1)  # (time, 1, ...)
-        return TrialResult(seq(z), seq(v), seq(psi), seq(y), self._x_bar, seq(zbar))
+        return self.substrate(t).trial(self.x, self.cfg.trainee, dt=self.cfg.task.dt)
 
     def check_learning_signal(self, learning_signal: Any) -> torch.Tensor:
         """Return the learning signal as a (time, 1, n_rec) tensor.
@@ -293,42 +283,28 @@ class Accelerator:
             ShapeError, ValueError: see :meth:`check_learning_signal`.
         """
         sig = self.check_learning_signal(learning_signal)
-        timings: dict[str, float] = {}
+        sub = _Timed(self.substrate(t), self._clock)
         omega_base = None
-        c0 = self._clock()
         if baseline:
-            omega_base = self.run_trial(t).y[:, 0, :].double().numpy()
-        c1 = self._clock()
-        timings['baseline_trial'] = c1 - c0
-        learn = self.run_trial(t)
-        c2 = self._clock()
-        timings['learning_trial'] = c2 - c1
-        ec = self.cfg.eprop
+            omega_base = sub.trial(self.x, self.cfg.trainee, dt=self.cfg.task.dt).y
+            omega_base = omega_base[:, 0, :].double().numpy()
         with torch.no_grad():
-            dw_in, dw_rec = delta_w(learn, sig, ec.eta)
-            dw_in = dw_in.reshape(self.n_rec, self.n_in)
-            dw_rec = dw_rec.reshape(self.n_rec, self.n_rec)
-            dw_rec = dw_rec * (1.0 - torch.eye(self.n_rec, dtype=dw_rec.dtype))
-            pc = self.cfg.pcm
-            dq_in = quantize_delta(dw_in, pc.delta_w_step, stochastic=pc.stochastic_rounding,
-                                   generator=self.crossbar.generator) if ec.update_w_in else \
-                torch.zeros_like(dw_in)
-            dq_rec = quantize_delta(dw_rec, pc.delta_w_step, stochastic=pc.stochastic_rounding,
-                                    generator=self.crossbar.generator) if ec.update_w_rec else \
-                torch.zeros_like(dw_rec)
-            dq = pack_trainee(dq_in, dq_rec, torch.zeros(self.n_out, self.n_rec))
-        target_before = self.crossbar.w_target
-        n_prog = self.crossbar.update(dq, t) if bool((dq != 0).any()) else 0
+            res = update_and_test(sub, sig, self.cfg)
+        n_prog = int(res.n_programmed[0])
         self.devices_programmed_total += n_prog
-        c3 = self._clock()
-        timings['update'] = c3 - c2
-        test = self.run_trial(t)
-        timings['test_trial'] = self._clock() - c3
-        rate = float(learn.z.mean()) / self.cfg.task.dt
-        return AdaptOutcome(omega_adapted=test.y[:, 0, :].double().numpy(),
-                            omega_baseline=omega_base, devices_programmed=int(n_prog),
-                            weights_changed=int((dq != 0).sum()), dq_in=dq_in, dq_rec=dq_rec,
-                            target_before=target_before, timings=timings, rate_hz=rate)
+        xb_sub = sub.substrate
+        if xb_sub.changed is None:  # no update ran (eprop.n_updates = 0)
+            zero = torch.zeros(self.n_post, self.n_pre, dtype=torch.bool)
+            xb_sub.changed, xb_sub.target_before = zero, self.crossbar.w_target
+            xb_sub.dq_in = torch.zeros(self.n_rec, self.n_in)
+            xb_sub.dq_rec = torch.zeros(self.n_rec, self.n_rec)
+        return AdaptOutcome(omega_adapted=res.test.y[:, 0, :].double().numpy(),
+                            omega_baseline=omega_base, devices_programmed=n_prog,
+                            weights_changed=int(xb_sub.changed.sum()), dq_in=xb_sub.dq_in,
+                            dq_rec=xb_sub.dq_rec, changed=xb_sub.changed,
+                            target_before=xb_sub.target_before,
+                            timings=sub.stage_times(baseline),
+                            rate_hz=float(res.learn.z.mean()) / self.cfg.task.dt)
 
     def restore(self, outcome: AdaptOutcome, t: float) -> int:
         """Program the weights ``outcome`` changed back to their targets before it, at ``t``.
@@ -336,11 +312,9 @@ class Accelerator:
         Returns:
             Devices written.
         """
-        mask = pack_trainee(outcome.dq_in != 0, outcome.dq_rec != 0,
-                            torch.zeros(self.n_out, self.n_rec, dtype=torch.bool))
-        if not bool(mask.any()):
+        if not bool(outcome.changed.any()):
             return 0
-        n = self.crossbar.reprogram(outcome.target_before, mask, t)
+        n = self.crossbar.reprogram(outcome.target_before, outcome.changed, t)
         self.devices_programmed_total += n
         return int(n)
 

@@ -21,15 +21,17 @@ from typing import Any, NamedTuple
 import torch
 
 from l2l_nmhw_ros.config import L2LConfig
+from l2l_nmhw_ros.l2l.substrate import FunctionalSubstrate, Substrate
 from l2l_nmhw_ros.l2l.tasks import TaskBatch
 from l2l_nmhw_ros.pcm.model import quantize_delta
 from l2l_nmhw_ros.snn.encoding import clock_input, encode_target
 from l2l_nmhw_ros.snn.eprop import delta_w
 from l2l_nmhw_ros.snn.lsg import run_lsg_full
 from l2l_nmhw_ros.snn.neurons import PAPER, SpikeMode
-from l2l_nmhw_ros.snn.trainee import TrialResult, default_mvm, run_trial
+from l2l_nmhw_ros.snn.trainee import TrialResult, default_mvm
 
-__all__ = ['AdaptResult', 'FloatBackend', 'adapt', 'lsg_inputs', 'quantize_ste']
+__all__ = ['AdaptResult', 'FloatBackend', 'adapt', 'lsg_inputs', 'quantize_ste',
+           'update_and_test']
 
 
 def quantize_ste(delta_w: torch.Tensor, step: float, *, stochastic: bool = False,
@@ -82,18 +84,19 @@ class FloatBackend:
 
 
 class AdaptResult(NamedTuple):
-    """Outcome of :func:`adapt` for a batch of tasks.
+    """Outcome of :func:`adapt` (or :func:`update_and_test`) for a batch of tasks.
 
     Fields: learn (first learning trial, before any update), test (trial after the updates),
-    lsg_z (LSG spikes, time, batch, n_lsg), learning_signal (time, batch, n_rec), dw_in / dw_rec
-    (unquantised Delta W of the last update, batch first), n_programmed (batch,) devices (PCM) or
-    weights (software) changed over all updates, w_in / w_rec / w_out (batch, ...) weights after
-    the updates as the test trial saw them.
+    lsg_z (LSG spikes, time, batch, n_lsg; None when the learning signal came from outside),
+    learning_signal (time, batch, n_rec), dw_in / dw_rec (unquantised Delta W of the last
+    update, batch first), n_programmed (batch,) devices (PCM) or weights (software) changed over
+    all updates, w_in / w_rec / w_out (batch, ...) weights after the updates as the test trial saw
+    them.
     """
 
     learn: TrialResult
     test: TrialResult
-    lsg_z: torch.Tensor
+    lsg_z: torch.Tensor | None
     learning_signal: torch.Tensor
     dw_in: torch.Tensor
     dw_rec: torch.Tensor
@@ -101,14 +104,6 @@ class AdaptResult(NamedTuple):
     w_in: torch.Tensor
     w_rec: torch.Tensor
     w_out: torch.Tensor
-
-
-def _exact_reads(backend: Any) -> bool:
-    # FloatBackend, or a PCMModel whose reads are the exact product (no read noise / ideal)
-    if isinstance(backend, FloatBackend):
-        return True
-    pcm_cfg = getattr(backend, 'cfg', None)
-    return pcm_cfg is not None and (not pcm_cfg.read_noise or pcm_cfg.preset == 'ideal')
 
 
 def lsg_inputs(cfg: L2LConfig, xyz: torch.Tensor) -> torch.Tensor:
@@ -120,10 +115,63 @@ def lsg_inputs(cfg: L2LConfig, xyz: torch.Tensor) -> torch.Tensor:
     return torch.cat([clock, code], dim=-1)
 
 
+def update_and_test(substrate: Substrate, learning_signal: torch.Tensor, cfg: L2LConfig, *,
+                    n_updates: int | None = None, mode: SpikeMode = PAPER,
+                    learn: TrialResult | None = None) -> AdaptResult:
+    """The on-chip part of the inner loop, on any substrate: THE e-prop loop of the package.
+
+    ``n_updates`` times (paper: once): learning trial on the clock input, natural e-prop
+    Delta W = -eta sum_t L psi e_bar (:func:`~l2l_nmhw_ros.snn.eprop.delta_w`) for the blocks the
+    ``eprop`` section enables, written by ``substrate.update`` (which rounds it to the grid once);
+    then the test trial. With ``n_updates = 0`` the test trial is the learning trial.
+
+    Args:
+        substrate: see :mod:`l2l_nmhw_ros.l2l.substrate` (functional batch or crossbar).
+        learning_signal: L (time, batch, n_rec), one signal per trainee neuron and step.
+        cfg: whole configuration (trainee, eprop, task sections used).
+        n_updates: inner updates (default ``cfg.eprop.n_updates``).
+        mode: spike mode (:data:`~l2l_nmhw_ros.snn.neurons.PAPER`; smooth ones for tests).
+        learn: the first learning trial when the caller already ran it (it must be this
+            substrate's trial on the clock input); None runs it here.
+
+    Returns:
+        :class:`AdaptResult` (``lsg_z`` None).
+
+    Raises:
+        ShapeError: `learning_signal` does not match the trial (see ``delta_w``).
+    """
+    n_updates = cfg.eprop.n_updates if n_updates is None else n_updates
+    batch = learning_signal.shape[1]
+    dt = cfg.task.dt
+    x = clock_input(cfg.task, batch, n_in=cfg.trainee.n_in, dtype=learning_signal.dtype)
+    if learn is None:
+        learn = substrate.trial(x, cfg.trainee, dt=dt, mode=mode)
+    n_prog = torch.zeros(batch, dtype=torch.int64)
+    trial = learn
+    w_in, w_rec, _ = substrate.weights()
+    dw_in = torch.zeros_like(w_in)
+    dw_rec = torch.zeros_like(w_rec)
+    ec = cfg.eprop
+    for k in range(n_updates):
+        if k:
+            trial = substrate.trial(x, cfg.trainee, dt=dt, mode=mode)
+        dw_in, dw_rec = delta_w(trial, learning_signal, ec.eta)
+        n_prog = n_prog + substrate.update(dw_in if ec.update_w_in else None,
+                                           dw_rec if ec.update_w_rec else None)
+    test = substrate.trial(x, cfg.trainee, dt=dt, mode=mode) if n_updates else learn
+    w_in, w_rec, w_out = substrate.weights()
+    return AdaptResult(learn, test, None, learning_signal, dw_in, dw_rec, n_prog, w_in, w_rec,
+                       w_out)
+
+
 def adapt(trainee: dict[str, torch.Tensor], lsg: dict[str, torch.Tensor], tasks: TaskBatch,
           cfg: L2LConfig, *, backend: Any | None = None, generator: torch.Generator | None = None,
           n_updates: int | None = None, mode: SpikeMode = PAPER) -> AdaptResult:
     """Run the inner loop on a batch of tasks.
+
+    Deploys the trainee on a :class:`~l2l_nmhw_ros.l2l.substrate.FunctionalSubstrate` of
+    `backend`, runs the learning trial, the LSG on [clock, coded target], then
+    :func:`update_and_test` (the same loop the ``pcm_accelerator`` node runs on its crossbar).
 
     Args:
         trainee: meta-learned initial weights ``w_in`` (n_rec, n_in), ``w_rec``, ``w_out``.
@@ -140,42 +188,11 @@ def adapt(trainee: dict[str, torch.Tensor], lsg: dict[str, torch.Tensor], tasks:
         :class:`AdaptResult`.
     """
     backend = backend if backend is not None else FloatBackend()
-    n_updates = cfg.eprop.n_updates if n_updates is None else n_updates
-    batch = tasks.batch
-    x = clock_input(cfg.task, batch, n_in=cfg.trainee.n_in, dtype=tasks.xyz.dtype)
-
-    def per_task(w: torch.Tensor) -> torch.Tensor:
-        return w.unsqueeze(0).expand(batch, *w.shape)
-
-    w_in = backend.deploy(per_task(trainee['w_in']), generator=generator)
-    w_rec = backend.deploy(per_task(trainee['w_rec']), generator=generator)
-    w_out = backend.deploy(per_task(trainee['w_out']), generator=generator)
-
-    if _exact_reads(backend):
-        mvm = default_mvm  # same values, faster CPU kernel than a generic batched product
-    else:
-        def mvm(xx: torch.Tensor, ww: torch.Tensor) -> torch.Tensor:
-            return backend.mvm(xx, ww, generator=generator)
-
-    dt = cfg.task.dt
-    learn = run_trial(w_in, w_rec, w_out, x, cfg.trainee, mvm, dt=dt, mode=mode)
-    lsg_res = run_lsg_full(lsg, lsg_inputs(cfg, tasks.xyz), cfg.lsg, dt=dt, mode=mode)
-    signal = lsg_res.learning_signal
-    n_prog = torch.zeros(batch, dtype=torch.int64)
-    trial = learn
-    dw_in = torch.zeros_like(w_in)
-    dw_rec = torch.zeros_like(w_rec)
-    for k in range(n_updates):
-        if k:
-            trial = run_trial(w_in, w_rec, w_out, x, cfg.trainee, mvm, dt=dt, mode=mode)
-        dw_in, dw_rec = delta_w(trial, signal, cfg.eprop.eta)
-        if cfg.eprop.update_w_in:
-            w_in, n_in = backend.reprogram(w_in, dw_in, generator=generator)
-            n_prog = n_prog + n_in
-        if cfg.eprop.update_w_rec:
-            w_rec, n_rec = backend.reprogram(w_rec, dw_rec, generator=generator)
-            n_prog = n_prog + n_rec
-    test = learn
-    if n_updates:
-        test = run_trial(w_in, w_rec, w_out, x, cfg.trainee, mvm, dt=dt, mode=mode)
-    return AdaptResult(learn, test, lsg_res.z, signal, dw_in, dw_rec, n_prog, w_in, w_rec, w_out)
+    substrate = FunctionalSubstrate(backend, trainee, tasks.batch, generator)
+    x = clock_input(cfg.task, tasks.batch, n_in=cfg.trainee.n_in, dtype=tasks.xyz.dtype)
+    # the learning trial before the LSG: the order of the random draws of every seeded result
+    learn = substrate.trial(x, cfg.trainee, dt=cfg.task.dt, mode=mode)
+    lsg_res = run_lsg_full(lsg, lsg_inputs(cfg, tasks.xyz), cfg.lsg, dt=cfg.task.dt, mode=mode)
+    res = update_and_test(substrate, lsg_res.learning_signal, cfg, n_updates=n_updates,
+                          mode=mode, learn=learn)
+    return res._replace(lsg_z=lsg_res.z)

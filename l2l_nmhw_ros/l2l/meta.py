@@ -35,7 +35,7 @@ from l2l_nmhw_ros.l2l import checkpoint as ckpt
 from l2l_nmhw_ros.l2l.inner import AdaptResult, FloatBackend, adapt
 from l2l_nmhw_ros.l2l.tasks import TaskBatch, sample_mixed
 from l2l_nmhw_ros.snn.lsg import init_lsg_weights, lsg_n_in
-from l2l_nmhw_ros.snn.trainee import TrialResult, init_trainee_weights
+from l2l_nmhw_ros.snn.trainee import init_trainee_weights
 
 __all__ = ['MetaTrainer', 'make_backend', 'outer_loss', 'rate_reg', 'task_errors',
            'weights_from_numpy']
@@ -310,13 +310,3 @@ class MetaTrainer:
             if on_checkpoint and (self.iteration % m.checkpoint_every == 0
                                   or self.iteration == iterations):
                 on_checkpoint()
-
-
-def replace_meta(cfg: L2LConfig, **kw: Any) -> L2LConfig:
-    """Return `cfg` with fields of its ``meta`` section replaced."""
-    return dataclasses.replace(cfg, meta=dataclasses.replace(cfg.meta, **kw))
-
-
-def trial_spike_count(trial: TrialResult) -> int:
-    """Return the total number of spikes of a trial."""
-    return int(trial.z.detach().sum())

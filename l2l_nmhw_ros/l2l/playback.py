@@ -216,11 +216,6 @@ class Streamer:
         """The segment playing now."""
         return self._current
 
-    @property
-    def current_start(self) -> float:
-        """Start time of the segment playing now."""
-        return self._start
-
     def tick(self, now: float) -> tuple[FloatArray | None, list[SegmentEvent]]:
         """Advance to ``now``; return (set-point or None, events).
 

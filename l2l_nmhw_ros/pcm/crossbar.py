@@ -464,11 +464,7 @@ class Crossbar:
         """Apply one on-chip update at time ``t``; return the number of devices programmed.
 
         ΔW is rounded to ``delta_w_step`` (deterministic or stochastic per
-        ``stochastic_rounding``); for every weight with ΔW_q ≠ 0 the new target is
-        clip(w_read(t) + ΔW_q, ±w_max), where w_read is the noise-free read without drift
-        compensation (program-and-verify starts from what the device holds now). Only those
-        weights' devices are written: the active polarity SET afresh (new programming noise,
-        new ν, t_prog = t), the other polarity RESET when the sign flips or the weight becomes 0.
+        ``stochastic_rounding``), then written by :meth:`add`.
 
         Args:
             delta_w: update [1], shape (n_post, n_pre).
@@ -483,12 +479,38 @@ class Crossbar:
             ShapeError: ``delta_w`` not (n_post, n_pre).
         """
         self._check_matrix('delta_w', delta_w)
+        cfg = self.cfg
+        with torch.no_grad():
+            dq = quantize_delta(delta_w.detach(), cfg.delta_w_step,
+                                stochastic=cfg.stochastic_rounding,
+                                generator=generator if generator is not None else self.generator)
+        return self.add(dq, t)
+
+    def add(self, dq: torch.Tensor, t: float) -> int:
+        """Write an update that is already on the grid; return the devices programmed.
+
+        For every weight with dq ≠ 0 the new target is clip(w_read(t) + dq, ±w_max), where
+        w_read is the noise-free read without drift compensation (program-and-verify starts from
+        what the device holds now). Only those weights' devices are written: the active polarity
+        SET afresh (new programming noise, new ν, t_prog = t), the other polarity RESET when the
+        sign flips or the weight becomes 0. No rounding here (:meth:`update` rounds first).
+
+        Args:
+            dq: update [1], shape (n_post, n_pre).
+            t: emulator time [s].
+
+        Returns:
+            Number of devices written (N per changed weight, 2N for a sign flip).
+
+        Raises:
+            ValueError: ``dq`` not floating point or not finite, ``t`` not finite.
+            ShapeError: ``dq`` not (n_post, n_pre).
+        """
+        self._check_matrix('dq', dq)
         t = check_time('t', t)
         cfg = self.cfg
         with torch.no_grad():
-            dq = quantize_delta(self._pad(delta_w.detach()), cfg.delta_w_step,
-                                stochastic=cfg.stochastic_rounding,
-                                generator=generator if generator is not None else self.generator)
+            dq = self._pad(dq.detach())
             sel = dq != 0
             if not bool(sel.any()):
                 return 0

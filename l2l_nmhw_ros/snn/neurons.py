@@ -138,13 +138,3 @@ def alif_step(state: NeuronState, current: torch.Tensor, *, alpha: float, v_th: 
     psi = (gamma / v_th) * torch.clamp(1.0 - vs_psi.abs(), min=0.0) * not_ref
     r = torch.clamp(state.r + n_ref * z.detach() - 1.0, 0.0, float(n_ref))
     return NeuronState(v, z, r, b), psi
-
-
-def leaky_filter(u: torch.Tensor, decay: float) -> torch.Tensor:
-    """Return y^t = decay * y^{t-1} + u^t along the first (time) axis, y^{-1} = 0."""
-    out = []
-    y = torch.zeros_like(u[0])
-    for t in range(u.shape[0]):
-        y = decay * y + u[t]
-        out.append(y)
-    return torch.stack(out)

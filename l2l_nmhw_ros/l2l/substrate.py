@@ -1,0 +1,254 @@
+"""Substrates: where the trainee's weights live while the ONE inner loop runs on them.
+
+The inner loop (:func:`l2l_nmhw_ros.l2l.inner.update_and_test`: learning trial, natural e-prop
+ΔW, on-chip update, test trial) asks a substrate for three things only:
+
+- ``trial(x, cfg, dt=..., mode=...)`` -> :class:`~l2l_nmhw_ros.snn.trainee.TrialResult`: one
+  trial of the trainee, every MVM a read of the substrate;
+- ``update(dw_in, dw_rec)`` -> devices (or weights) programmed per task, shape (batch,): round ΔW
+  to the update grid ONCE and write it;
+- ``weights()`` -> (w_in, w_rec, w_out) as the next trial reads them (noise-free).
+
+Implementations:
+
+- :class:`FunctionalSubstrate`: a batch of tasks on a functional model with the
+  :class:`~l2l_nmhw_ros.pcm.PCMModel` interface (``deploy`` / ``reprogram`` / ``mvm``): the PCM
+  model itself, or :class:`~l2l_nmhw_ros.l2l.inner.FloatBackend` (float software). Differentiable
+  (meta-training, evaluation, fidelity).
+- :class:`CrossbarSubstrate`: batch 1 on the stateful emulated crossbar
+  (:class:`~l2l_nmhw_ros.pcm.crossbar.Crossbar`) at emulator time ``t`` (the ``pcm_accelerator``
+  node). Its trials run in the compiled kernel of :mod:`l2l_nmhw_ros.snn.fast_trial` or in the
+  torch loop of :func:`~l2l_nmhw_ros.snn.trainee.run_trial`, the same equations and read-noise
+  model (tested equal without read noise). No gradients.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Protocol
+
+import numpy as np
+import scipy.signal
+import torch
+
+from l2l_nmhw_ros.config import EpropConfig, PCMConfig, TraineeConfig
+from l2l_nmhw_ros.errors import ShapeError
+from l2l_nmhw_ros.pcm.crossbar import Crossbar
+from l2l_nmhw_ros.pcm.layout import pack_trainee, unpack_trainee
+from l2l_nmhw_ros.pcm.model import quantize_delta
+from l2l_nmhw_ros.snn import fast_trial
+from l2l_nmhw_ros.snn.neurons import PAPER, SpikeMode, decay_factor
+from l2l_nmhw_ros.snn.trainee import MVM, TrialResult, _leaky, default_mvm, run_trial
+
+__all__ = ['CrossbarSubstrate', 'FunctionalSubstrate', 'Substrate', 'exact_reads']
+
+
+class Substrate(Protocol):
+    """What the inner loop needs of the place the trainee's weights live (module docstring)."""
+
+    def trial(self, x: torch.Tensor, cfg: TraineeConfig, *, dt: float,
+              mode: SpikeMode = PAPER) -> TrialResult:  # noqa: D102
+        ...
+
+    def update(self, dw_in: torch.Tensor | None,
+               dw_rec: torch.Tensor | None) -> torch.Tensor:  # noqa: D102
+        ...
+
+    def weights(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:  # noqa: D102
+        ...
+
+
+def exact_reads(model: Any) -> bool:
+    """True when `model`'s reads are the exact product: software (no ``cfg``), or a PCM model
+    without read noise or with the ``ideal`` preset."""
+    pcm_cfg = getattr(model, 'cfg', None)
+    if not isinstance(pcm_cfg, PCMConfig):
+        return True
+    return not pcm_cfg.read_noise or pcm_cfg.preset == 'ideal'
+
+
+class FunctionalSubstrate:
+    """A batch of tasks on a functional crossbar model (differentiable).
+
+    Args:
+        model: ``deploy(w, generator)``, ``reprogram(w_eff, dw, generator) -> (w, n)`` and
+            ``mvm(x, w, generator)``, e.g. :class:`~l2l_nmhw_ros.pcm.PCMModel` or
+            :class:`~l2l_nmhw_ros.l2l.inner.FloatBackend`.
+        trainee: initial weights ``w_in`` (n_rec, n_in), ``w_rec`` (n_rec, n_rec), ``w_out``
+            (n_out, n_rec); deployed once per task (each task gets its own device noise).
+        batch: number of tasks.
+        generator: torch generator of the device and read noise.
+    """
+
+    def __init__(self, model: Any, trainee: dict[str, torch.Tensor], batch: int,
+                 generator: torch.Generator | None = None) -> None:
+        self.model = model
+        self.generator = generator
+
+        def per_task(w: torch.Tensor) -> torch.Tensor:
+            return w.unsqueeze(0).expand(batch, *w.shape)
+
+        self.w_in = model.deploy(per_task(trainee['w_in']), generator=generator)
+        self.w_rec = model.deploy(per_task(trainee['w_rec']), generator=generator)
+        self.w_out = model.deploy(per_task(trainee['w_out']), generator=generator)
+        self.batch = batch
+        self._mvm: MVM
+        if exact_reads(model):
+            self._mvm = default_mvm  # same values, faster CPU kernel than a batched product
+        else:
+            def mvm(xx: torch.Tensor, ww: torch.Tensor) -> torch.Tensor:
+                return model.mvm(xx, ww, generator=generator)
+            self._mvm = mvm
+
+    def trial(self, x: torch.Tensor, cfg: TraineeConfig, *, dt: float,
+              mode: SpikeMode = PAPER) -> TrialResult:
+        """One trial of every task on input spikes `x` (time, batch, n_in)."""
+        return run_trial(self.w_in, self.w_rec, self.w_out, x, cfg, self._mvm, dt=dt, mode=mode)
+
+    def update(self, dw_in: torch.Tensor | None, dw_rec: torch.Tensor | None) -> torch.Tensor:
+        """Re-program W_in and/or W_rec by ΔW (None: that block is not updated); returns the
+        devices (PCM) or weights (software) programmed per task, (batch,) int64."""
+        n = torch.zeros(self.batch, dtype=torch.int64)
+        if dw_in is not None:
+            self.w_in, n_in = self.model.reprogram(self.w_in, dw_in, generator=self.generator)
+            n = n + n_in
+        if dw_rec is not None:
+            self.w_rec, n_rec = self.model.reprogram(self.w_rec, dw_rec,
+                                                     generator=self.generator)
+            n = n + n_rec
+        return n
+
+    def weights(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(w_in, w_rec, w_out) per task, as the next trial reads them without read noise."""
+        return self.w_in, self.w_rec, self.w_out
+
+
+class CrossbarSubstrate:
+    """The trainee on the stateful emulated crossbar at emulator time ``t`` (batch 1).
+
+    The crossbar holds the packed (n_rec + n_out, n_in + n_rec) matrix of
+    :mod:`l2l_nmhw_ros.pcm.layout`. A trial reads it at ``t``: the synaptic input
+    [W_in | W_rec] [x; z] is one read of rows 0..n_rec-1, the readout W_out z a read of the rows
+    n_rec.. with [0 | z] as input. An update rounds ΔW to ``pcm.delta_w_step`` (stochastically
+    when ``pcm.stochastic_rounding``, with the crossbar's generator) and writes the changed
+    weights with :meth:`Crossbar.add` (only their devices). The undo record of all updates of this
+    substrate is kept: :attr:`target_before` (the targets before the first update),
+    :attr:`changed` (packed bool mask of the weights written) and the summed rounded updates
+    :attr:`dq_in`, :attr:`dq_rec`.
+
+    Args:
+        crossbar: the programmed crossbar.
+        t: emulator time [s] of every read and write of this substrate.
+        n_in: input neurons (the packed layout's column split).
+        eprop: which blocks the update may change (``update_w_in`` / ``update_w_rec``).
+        fast: trials in the compiled kernel (True) or the torch loop (False).
+    """
+
+    def __init__(self, crossbar: Crossbar, t: float, n_in: int, eprop: EpropConfig, *,
+                 fast: bool) -> None:
+        self.crossbar, self.t, self.n_in, self.eprop, self.fast = crossbar, t, n_in, eprop, fast
+        self.n_post, self.n_pre = crossbar.shape
+        self.n_rec = self.n_pre - n_in
+        self.n_out = self.n_post - self.n_rec
+        self.dq_in: torch.Tensor | None = None
+        self.dq_rec: torch.Tensor | None = None
+        self.target_before: torch.Tensor | None = None
+        self.changed: torch.Tensor | None = None
+        self._x_bar: tuple[torch.Tensor, torch.Tensor] | None = None
+
+    # ---- trials --------------------------------------------------------------------------------
+    def _mvm(self) -> MVM:
+        n_in, n_rec, xb, t = self.n_in, self.n_rec, self.crossbar, self.t
+
+        def mvm(x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+            # the weight tensor only says which block is read; its values are the crossbar's
+            if tuple(w.shape[-2:]) == (n_rec, n_in + n_rec):  # [W_in | W_rec] [x; z]
+                return xb.mvm(x, t)[..., :n_rec]
+            if w.shape[-1] == n_rec:  # readout W_out z: input [0 | z]
+                pad = torch.zeros(*x.shape[:-1], n_in, dtype=x.dtype)
+                return xb.mvm(torch.cat([pad, x], dim=-1), t)[..., n_rec:]
+            raise ShapeError(f'mvm: unexpected weight shape {tuple(w.shape)}')
+        return mvm
+
+    def trial(self, x: torch.Tensor, cfg: TraineeConfig, *, dt: float,
+              mode: SpikeMode = PAPER) -> TrialResult:
+        """One trial on input spikes `x` (time, 1, n_in), every MVM a crossbar read at ``t``.
+
+        Raises:
+            ShapeError: `x` is not (time, 1, n_in).
+            ValueError: ``fast`` with a spike mode other than the paper's.
+        """
+        if x.ndim != 3 or x.shape[1] != 1 or x.shape[2] != self.n_in:
+            raise ShapeError(f'x: expected (time, 1, {self.n_in}), got {tuple(x.shape)}')
+        if not self.fast:
+            w_in, w_rec, w_out = unpack_trainee(self.crossbar.w_target, self.n_in)
+            with torch.no_grad():
+                return run_trial(w_in, w_rec, w_out, x, cfg, self._mvm(), dt=dt, mode=mode)
+        if mode is not PAPER:
+            raise ValueError('the compiled trial runs the paper spike mode only')
+        return self._trial_fast(x, cfg, dt)
+
+    def _trial_fast(self, x: torch.Tensor, cfg: TraineeConfig, dt: float) -> TrialResult:
+        # the recurrent loop in the compiled kernel; the readout W_out z (rows n_rec.. of the
+        # crossbar with [0 | z] as input) as one product over all steps with the same
+        # output-noise model as Crossbar.mvm; one standard-normal draw per trial
+        xb, n, n_in = self.crossbar, self.n_rec, self.n_in
+        n_steps = x.shape[0]
+        w = xb.effective_weights(self.t).double().numpy()
+        if xb.cfg.preset == 'ideal' or not xb.cfg.read_noise:  # as Crossbar.mvm
+            var = np.zeros_like(w)
+            xi = np.zeros((n_steps, self.n_post))
+        else:
+            var = xb.read_noise_sd(self.t).double().square().numpy()
+            # numpy's ziggurat is ~5x faster than torch.randn here; seeded from the crossbar's
+            # generator, so a seeded accelerator stays reproducible
+            seed = int(torch.randint(0, 2**62, (1,), generator=xb.generator))
+            xi = np.random.default_rng(seed).standard_normal((n_steps, self.n_post))
+        alpha = decay_factor(cfg.tau_m, dt)
+        z, v, psi, zbar = fast_trial.lif_recurrent(
+            w[:n], var[:n], x[:, 0, :].double().numpy(), xi[:, :n], alpha=alpha,
+            v_th=cfg.v_th, n_ref=cfg.n_ref, gamma=cfg.dampening_factor)
+        w_out, var_out = w[n:, n_in:], var[n:, n_in:]
+        y_in = z @ w_out.T + np.sqrt((z * z) @ var_out.T) * xi[:, n:]
+        y = scipy.signal.lfilter([1.0], [1.0, -decay_factor(cfg.tau_out, dt)], y_in, axis=0)
+        if self._x_bar is None or self._x_bar[0] is not x:  # the input trace, once per input
+            self._x_bar = (x, _leaky(x, alpha).to(xb.dtype))
+
+        def seq(a: np.ndarray) -> torch.Tensor:
+            return torch.from_numpy(a).to(xb.dtype).unsqueeze(1)  # (time, 1, ...)
+        return TrialResult(seq(z), seq(v), seq(psi), seq(y), self._x_bar[1], seq(zbar))
+
+    # ---- the update ----------------------------------------------------------------------------
+    def update(self, dw_in: torch.Tensor | None, dw_rec: torch.Tensor | None) -> torch.Tensor:
+        """Round ΔW once, write the changed weights at ``t``; returns devices written, (1,).
+
+        Args:
+            dw_in: ΔW_in (1, n_rec, n_in) or (n_rec, n_in); None: W_in is not updated.
+            dw_rec: ΔW_rec (1, n_rec, n_rec) or (n_rec, n_rec), diagonal ignored; None: W_rec
+                is not updated.
+        """
+        pc = self.crossbar.cfg
+        gen = self.crossbar.generator
+        with torch.no_grad():
+            def rounded(dw: torch.Tensor | None, shape: tuple[int, int]) -> torch.Tensor:
+                if dw is None:
+                    return torch.zeros(shape, dtype=self.crossbar.dtype)
+                return quantize_delta(dw.reshape(shape), pc.delta_w_step,
+                                      stochastic=pc.stochastic_rounding, generator=gen)
+            dq_in = rounded(dw_in, (self.n_rec, self.n_in))
+            dq_rec = rounded(dw_rec, (self.n_rec, self.n_rec))
+            dq_rec = dq_rec * (1.0 - torch.eye(self.n_rec, dtype=dq_rec.dtype))
+            dq = pack_trainee(dq_in, dq_rec, torch.zeros(self.n_out, self.n_rec,
+                                                         dtype=dq_rec.dtype))
+        if self.target_before is None:  # the first update of this substrate
+            self.target_before = self.crossbar.w_target
+            self.changed = torch.zeros_like(dq, dtype=torch.bool)
+            self.dq_in, self.dq_rec = torch.zeros_like(dq_in), torch.zeros_like(dq_rec)
+        self.dq_in, self.dq_rec = self.dq_in + dq_in, self.dq_rec + dq_rec
+        self.changed |= dq != 0
+        n = self.crossbar.add(dq, self.t) if bool((dq != 0).any()) else 0
+        return torch.tensor([n], dtype=torch.int64)
+
+    def weights(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The crossbar's target weights (w_in, w_rec, w_out), each with a batch dim of 1."""
+        w_in, w_rec, w_out = unpack_trainee(self.crossbar.w_target, self.n_in)
+        return w_in.unsqueeze(0), w_rec.unsqueeze(0), w_out.unsqueeze(0)
