@@ -22,8 +22,9 @@ from l2l_nmhw_ros.l2l.episode import resolve_checkpoint
 N_TARGETS = 5
 SEED = 1
 #: median end-effector distance to the target after the one update [m]. Measured with the shipped
-#: checkpoint (iteration 2010) on these seeded targets: 0.406 m with the compiled trials (the
-#: default; 1.073 m without the update; 5 of 5 improved), 0.394 m with the torch loop
+#: checkpoint (iteration 2010) on these seeded targets: 0.299 m with the compiled trials (the
+#: default; 0.934 m without the update; 5 of 5 improved; 0.406 m before the node's update
+#: rounded Delta W once instead of twice, other noise draws), 0.394 m with the torch loop
 #: (control.fast_trials false: another read-noise sample); the median of 5 targets is a small
 #: sample (iteration 2000 gave 0.309, iteration
 #: 2050 0.188; over 200 reach tasks offline the PCM final-point median is 0.26 m for 2010 and
