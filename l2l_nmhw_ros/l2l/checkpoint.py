@@ -17,8 +17,9 @@ Never pickle. Writes are atomic (temporary file + rename).
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 from safetensors.numpy import load_file, save_file
@@ -27,8 +28,10 @@ from l2l_nmhw_ros.config import TARGET_CODES
 from l2l_nmhw_ros.errors import CheckpointError
 from l2l_nmhw_ros.fileio import atomic_write
 
-__all__ = ['FORMAT_VERSION', 'WEIGHT_KEYS', 'check_target_code', 'load', 'load_train_state',
-           'save', 'save_train_state', 'target_code']
+T = TypeVar('T')
+
+__all__ = ['FORMAT_VERSION', 'NETWORKS', 'WEIGHT_KEYS', 'check_target_code', 'load',
+           'load_train_state', 'network_weights', 'save', 'save_train_state', 'target_code']
 
 FORMAT_VERSION = 1
 WEIGHT_KEYS = ('trainee.w_in', 'trainee.w_rec', 'trainee.w_out', 'lsg.w_in', 'lsg.w_rec',
@@ -36,6 +39,21 @@ WEIGHT_KEYS = ('trainee.w_in', 'trainee.w_rec', 'trainee.w_out', 'lsg.w_in', 'ls
 WEIGHTS_FILE = 'weights.safetensors'
 METADATA_FILE = 'metadata.json'
 TRAIN_STATE_FILE = 'train_state.safetensors'
+NETWORKS = ('trainee', 'lsg')
+
+
+def network_weights(weights: Mapping[str, T], network: str) -> dict[str, T]:
+    """Return one network's entries of checkpoint weights, keys without the prefix.
+
+    ``network_weights({'trainee.w_in': a, 'lsg.w_in': b}, 'trainee') == {'w_in': a}``.
+
+    Raises:
+        ValueError: `network` is not one of :data:`NETWORKS`.
+    """
+    if network not in NETWORKS:
+        raise ValueError(f'network: expected one of {list(NETWORKS)}, got {network!r}')
+    prefix = network + '.'
+    return {k[len(prefix):]: v for k, v in weights.items() if k.startswith(prefix)}
 
 
 def target_code(metadata: Any, where: str = 'checkpoint') -> str:

@@ -19,6 +19,7 @@ devices programmed (PCM: as counted by ``PCMModel.reprogram``; software rows: we
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import logging
 from pathlib import Path
@@ -33,7 +34,8 @@ from l2l_nmhw_ros.l2l.inner import adapt
 from l2l_nmhw_ros.l2l.meta import make_backend, task_errors, weights_from_numpy
 from l2l_nmhw_ros.l2l.tasks import FAMILIES, make_tasks
 
-__all__ = ['ROWS', 'add_arguments', 'default_checkpoint', 'evaluate', 'run']
+__all__ = ['METRICS', 'ROWS', 'RUNS', 'add_arguments', 'default_checkpoint', 'evaluate',
+           'per_task_metrics', 'run']
 
 log = logging.getLogger(__name__)
 
@@ -54,11 +56,122 @@ def config_from_metadata(meta: dict[str, Any]) -> C.L2LConfig:
     return C.from_dict(meta['config'])
 
 
+#: (backend, row of its learning trial, row of its test trial): one adapt() run feeds two rows
+RUNS = (('software', 'before', 'software'), ('software_4bit', None, 'software_4bit'),
+        ('pcm', 'before_pcm', 'pcm'))
+#: per-task metrics of :func:`per_task_metrics`
+METRICS = ('loss', 'omega_mse', 'xyz_mse', 'distance', 'n_programmed', 'n_weights_changed',
+           'rate_hz')
+NOISE_STREAMS = ('per_backend', 'shared')
+
+
+def _changed_weights(dw: torch.Tensor, step: float) -> torch.Tensor:
+    """Entries per task whose ΔW is applied: ΔW rounded to nearest ≠ 0 (ΔW ≠ 0 without a grid)."""
+    changed = torch.round(dw / step) != 0 if step > 0 else dw != 0
+    return changed.sum(dim=(-2, -1))
+
+
 @torch.no_grad()
+def per_task_metrics(weights: dict[str, np.ndarray], cfg: C.L2LConfig, family: str,
+                     n_tasks: int, *, seed: int, chunk: int, rows: tuple[str, ...] = ROWS,
+                     noise: str = 'per_backend'
+                     ) -> tuple[dict[str, dict[str, np.ndarray]], torch.Tensor]:
+    """The evaluation harness: the inner loop on `n_tasks` unseen tasks under each row.
+
+    Every row sees the same tasks (from ``numpy.random.default_rng(seed)``, in batches of
+    `chunk`), so rows are paired. The rows' backends (:data:`RUNS`): ``software`` float, no
+    rounding; ``software_4bit`` ΔW on the ``pcm.delta_w_step`` grid; ``pcm`` the PCM model of
+    ``cfg.pcm``. Device noise: ``noise='per_backend'`` gives each backend its own torch stream
+    (seed + 0, 1, 2; a row's numbers then do not depend on which other rows run; ``l2l-nmhw
+    eval``), ``'shared'`` one stream for all runs in row order (``l2l-nmhw fidelity``).
+
+    Args:
+        weights: checkpoint arrays (``trainee.*``, ``lsg.*``, (n_post, n_pre)).
+        cfg: configuration (the checkpoint's own, normally).
+        family: task family.
+        n_tasks: number of tasks.
+        seed: seed of the task and noise streams.
+        chunk: tasks per batch (the results depend on it through the random streams).
+        rows: subset of :data:`ROWS`.
+        noise: one of :data:`NOISE_STREAMS`.
+
+    Returns:
+        (``{row: {metric: array (n_tasks,)}}`` for the :data:`METRICS`, target xyz
+        (time, n_tasks, 3) [m]). Metrics: official test loss ``loss`` =
+        ``meta.loss_omega_weight`` MSE(omega) + ``meta.loss_xyz_weight`` MSE(xyz) (no
+        regulariser), omega MSE, xyz MSE [m²], mean end-effector distance [m], devices (PCM) or
+        weights (software) programmed, weights whose rounded ΔW ≠ 0, firing rate [Hz].
+
+    Raises:
+        ValueError: unknown family, row or noise policy; `n_tasks` or `chunk` below 1.
+        FileNotFoundError: family ``reference`` without its data.
+    """
+    if family not in FAMILIES:
+        raise ValueError(f'family: expected one of {list(FAMILIES)}, got {family!r}')
+    if n_tasks < 1 or chunk < 1:
+        raise ValueError(f'n_tasks and chunk must be >= 1, got {n_tasks}, {chunk}')
+    bad = [r for r in rows if r not in ROWS]
+    if bad:
+        raise ValueError(f'rows: unknown {bad}, expected some of {list(ROWS)}')
+    if noise not in NOISE_STREAMS:
+        raise ValueError(f'noise: expected one of {list(NOISE_STREAMS)}, got {noise!r}')
+    trainee, lsg = weights_from_numpy(weights)
+    step = cfg.pcm.delta_w_step
+    runs = [r for r in RUNS if r[1] in rows or r[2] in rows]
+    backends = {'software': (make_backend(cfg, pcm=False, quantize=False), 0.0),
+                'software_4bit': (make_backend(cfg, pcm=False, quantize=True), step)}
+    if any(name == 'pcm' for name, _, _ in runs):
+        backends['pcm'] = (make_backend(cfg, pcm=True, quantize=True), step)
+    rng = np.random.default_rng(seed)
+    shared = torch.Generator().manual_seed(seed)
+    gens = {name: shared if noise == 'shared' else torch.Generator().manual_seed(seed + off)
+            for name, off in _BACKEND_SEED_OFFSET.items()}
+    out: dict[str, dict[str, list[float]]] = {r: {m: [] for m in METRICS} for r in rows}
+    w_om, w_xyz, dt = cfg.meta.loss_omega_weight, cfg.meta.loss_xyz_weight, cfg.task.dt
+    targets: list[torch.Tensor] = []
+
+    def add(row: str, trial: Any, tasks: Any, n_prog: torch.Tensor,
+            n_changed: torch.Tensor) -> None:
+        err = task_errors(trial.y, tasks, cfg.task.omega_scale)
+        d = out[row]
+        d['loss'] += (w_om * err['omega_mse'] + w_xyz * err['xyz_mse']).tolist()
+        for k in ('omega_mse', 'xyz_mse', 'distance'):
+            d[k] += err[k].tolist()
+        d['n_programmed'] += n_prog.tolist()
+        d['n_weights_changed'] += n_changed.tolist()
+        d['rate_hz'] += (trial.z.mean(dim=(0, 2)) / dt).tolist()
+
+    done = 0
+    while done < n_tasks:
+        b = min(chunk, n_tasks - done)
+        tasks = make_tasks(family, cfg.task, b, rng)
+        targets.append(tasks.xyz)
+        zeros = torch.zeros(b, dtype=torch.int64)
+        for name, row_learn, row_test in runs:
+            backend, grid = backends[name]
+            res = adapt(trainee, lsg, tasks, cfg, backend=backend, generator=gens[name])
+            if row_learn in rows:
+                add(row_learn, res.learn, tasks, zeros, zeros)
+            if row_test in rows:
+                changed = zeros.clone()
+                if cfg.eprop.update_w_in:
+                    changed = changed + _changed_weights(res.dw_in, grid)
+                if cfg.eprop.update_w_rec:
+                    changed = changed + _changed_weights(res.dw_rec, grid)
+                add(row_test, res.test, tasks, res.n_programmed, changed)
+        done += b
+    metrics = {r: {m: np.asarray(v, dtype=np.float64) for m, v in d.items()}
+               for r, d in out.items()}
+    return metrics, torch.cat(targets, dim=1)
+
+
 def evaluate(weights: dict[str, np.ndarray], cfg: C.L2LConfig, family: str, n_tasks: int, *,
              seed: int = EVAL_SEED, chunk: int = 50, rows: tuple[str, ...] = ROWS,
              pcm_cfg: C.PCMConfig | None = None) -> dict[str, dict[str, float]]:
     """Return {row: {omega_mse, xyz_mse, distance, n_programmed}} means over `n_tasks` tasks.
+
+    The harness :func:`per_task_metrics` with one noise stream per backend, plus the
+    ``mean_path_baseline`` row (module docstring).
 
     Args:
         weights: checkpoint arrays (:data:`l2l_nmhw_ros.l2l.checkpoint.WEIGHT_KEYS`).
@@ -74,63 +187,13 @@ def evaluate(weights: dict[str, np.ndarray], cfg: C.L2LConfig, family: str, n_ta
         ValueError: unknown family or row, n_tasks < 1.
         FileNotFoundError: family ``reference`` without its data.
     """
-    if family not in FAMILIES:
-        raise ValueError(f'family: expected one of {list(FAMILIES)}, got {family!r}')
-    if n_tasks < 1:
-        raise ValueError(f'n_tasks must be >= 1, got {n_tasks}')
-    bad = [r for r in rows if r not in ROWS]
-    if bad:
-        raise ValueError(f'rows: unknown {bad}, expected some of {list(ROWS)}')
     if pcm_cfg is not None:
-        cfg = C.L2LConfig(**{**{f: getattr(cfg, f) for f in cfg.__dataclass_fields__},
-                             'pcm': pcm_cfg})
-    trainee, lsg = weights_from_numpy(weights)
-    backends = {'software': make_backend(cfg, pcm=False, quantize=False),
-                'software_4bit': make_backend(cfg, pcm=False, quantize=True)}
-    if 'pcm' in rows or 'before_pcm' in rows:
-        backends['pcm'] = make_backend(cfg, pcm=True, quantize=True)
-    rng = np.random.default_rng(seed)
-    # one noise stream per backend, so that a row's numbers do not depend on which other rows
-    # are computed (the tasks come from `rng`, shared: every row sees the same tasks)
-    gens = {name: torch.Generator().manual_seed(seed + off)
-            for name, off in _BACKEND_SEED_OFFSET.items()}
-    acc: dict[str, dict[str, list[float]]] = {r: {} for r in rows}
-    targets: list[torch.Tensor] = []
-
-    def add(row: str, y: torch.Tensor, tasks: Any, n_prog: torch.Tensor | None) -> None:
-        err = task_errors(y, tasks, cfg.task.omega_scale)
-        d = acc[row]
-        for k in ('omega_mse', 'xyz_mse', 'distance'):
-            d.setdefault(k, []).extend(err[k].tolist())
-        d.setdefault('n_programmed', []).extend(
-            n_prog.tolist() if n_prog is not None else [0] * tasks.batch)
-
-    done = 0
-    while done < n_tasks:
-        b = min(chunk, n_tasks - done)
-        tasks = make_tasks(family, cfg.task, b, rng)
-        targets.append(tasks.xyz)
-        if 'before' in rows or 'software' in rows:
-            res = adapt(trainee, lsg, tasks, cfg, backend=backends['software'],
-                        generator=gens['software'])
-            if 'before' in rows:
-                add('before', res.learn.y, tasks, None)
-            if 'software' in rows:
-                add('software', res.test.y, tasks, res.n_programmed)
-        if 'software_4bit' in rows:
-            res = adapt(trainee, lsg, tasks, cfg, backend=backends['software_4bit'],
-                        generator=gens['software_4bit'])
-            add('software_4bit', res.test.y, tasks, res.n_programmed)
-        if 'pcm' in rows or 'before_pcm' in rows:
-            res = adapt(trainee, lsg, tasks, cfg, backend=backends['pcm'], generator=gens['pcm'])
-            if 'before_pcm' in rows:
-                add('before_pcm', res.learn.y, tasks, None)
-            if 'pcm' in rows:
-                add('pcm', res.test.y, tasks, res.n_programmed)
-        done += b
-    out = {r: {k: float(np.mean(v)) for k, v in acc[r].items()} for r in rows}
+        cfg = dataclasses.replace(cfg, pcm=pcm_cfg)
+    metrics, xyz = per_task_metrics(weights, cfg, family, n_tasks, seed=seed, chunk=chunk,
+                                    rows=rows)
+    keys = ('omega_mse', 'xyz_mse', 'distance', 'n_programmed')
+    out = {r: {k: float(np.mean(metrics[r][k])) for k in keys} for r in rows}
     # reference level: the best task-independent output, i.e. the mean target path of these tasks
-    xyz = torch.cat(targets, dim=1)
     base = ((xyz - xyz.mean(dim=1, keepdim=True)) ** 2).mean(dim=(0, 2))
     dist = (xyz - xyz.mean(dim=1, keepdim=True)).norm(dim=-1).mean(dim=0)
     out['mean_path_baseline'] = {'omega_mse': float('nan'), 'xyz_mse': float(base.mean()),

@@ -36,19 +36,14 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 
 from l2l_nmhw_ros.config import L2LConfig
-from l2l_nmhw_ros.l2l.inner import adapt
-from l2l_nmhw_ros.l2l.meta import make_backend, task_errors, weights_from_numpy
-from l2l_nmhw_ros.l2l.tasks import make_tasks
+from l2l_nmhw_ros.l2l.evaluate import METRICS, ROWS
+from l2l_nmhw_ros.l2l.evaluate import per_task_metrics as harness
 
 __all__ = ['CHUNK', 'FIDELITY_SEED', 'METRICS', 'ROWS', 'default_published_path',
            'fidelity_report', 'per_task_metrics', 'required_n', 'summarize']
 
-ROWS = ('before', 'software', 'software_4bit', 'before_pcm', 'pcm')
-METRICS = ('loss', 'omega_mse', 'xyz_mse', 'distance', 'n_programmed', 'n_weights_changed',
-           'rate_hz')
 CHUNK = 90  # tasks per batch: the paper code's evaluation batch
 FIDELITY_SEED = 2025
 PUBLISHED_ROBOT = Path('rlimc_checkpoints') / 'robot_pretrained_weights.pickle'
@@ -73,17 +68,13 @@ def required_n(sd: float, mean: float, target_rel_se: float = 0.05) -> int:
     return max(1, math.ceil((sd / (target_rel_se * abs(mean))) ** 2))
 
 
-def _changed_weights(dw: torch.Tensor, step: float) -> torch.Tensor:
-    """Entries per task whose ΔW is applied: quantised ΔW ≠ 0 (or ΔW ≠ 0 without a grid)."""
-    changed = torch.round(dw / step) != 0 if step > 0 else dw != 0
-    return changed.sum(dim=(-2, -1))
-
-
-@torch.no_grad()
 def per_task_metrics(weights: dict[str, np.ndarray], cfg: L2LConfig, n_tasks: int, *,
                      family: str = 'brownian', seed: int = FIDELITY_SEED, chunk: int = CHUNK,
                      rows: tuple[str, ...] = ROWS) -> dict[str, dict[str, np.ndarray]]:
     """Run the inner loop on `n_tasks` tasks under each row; return per-task metrics.
+
+    The package's evaluation harness (:func:`l2l_nmhw_ros.l2l.evaluate.per_task_metrics`) with
+    one noise stream shared by the rows (``noise='shared'``), as this evaluation was defined.
 
     Args:
         weights: checkpoint arrays (``trainee.*``, ``lsg.*``, (n_post, n_pre)).
@@ -102,61 +93,13 @@ def per_task_metrics(weights: dict[str, np.ndarray], cfg: L2LConfig, n_tasks: in
             (this evaluation reproduces the paper's robot code, which rounds Delta W to nearest;
             its ``n_weights_changed`` counts that rounding).
     """
-    if n_tasks < 1 or chunk < 1:
-        raise ValueError(f'n_tasks and chunk must be >= 1, got {n_tasks}, {chunk}')
     if cfg.pcm.stochastic_rounding:
         raise ValueError('pcm.stochastic_rounding: the fidelity evaluation reproduces the '
                          "paper's robot code, which rounds Delta W to nearest; use preset paper "
                          '(config/presets/paper.yaml) or set it false')
-    bad = [r for r in rows if r not in ROWS]
-    if bad:
-        raise ValueError(f'rows: unknown {bad}, expected some of {list(ROWS)}')
-    trainee, lsg = weights_from_numpy(weights)
-    step = cfg.pcm.delta_w_step
-    backends = {'software': (make_backend(cfg, pcm=False, quantize=False), 0.0),
-                'software_4bit': (make_backend(cfg, pcm=False, quantize=True), step),
-                'pcm': (make_backend(cfg, pcm=True, quantize=True), step)}
-    # which adapt() run feeds which rows: (backend, row of the learning trial, row after update)
-    runs = [('software', 'before', 'software'), ('software_4bit', None, 'software_4bit'),
-            ('pcm', 'before_pcm', 'pcm')]
-    rng = np.random.default_rng(seed)
-    gen = torch.Generator().manual_seed(seed)
-    out: dict[str, dict[str, list[float]]] = {r: {m: [] for m in METRICS} for r in rows}
-    w_om, w_xyz = cfg.meta.loss_omega_weight, cfg.meta.loss_xyz_weight
-    dt = cfg.task.dt
-
-    def add(row: str, trial: Any, tasks: Any, n_prog: torch.Tensor,
-            n_changed: torch.Tensor) -> None:
-        err = task_errors(trial.y, tasks, cfg.task.omega_scale)
-        d = out[row]
-        d['loss'] += (w_om * err['omega_mse'] + w_xyz * err['xyz_mse']).tolist()
-        for k in ('omega_mse', 'xyz_mse', 'distance'):
-            d[k] += err[k].tolist()
-        d['n_programmed'] += n_prog.tolist()
-        d['n_weights_changed'] += n_changed.tolist()
-        d['rate_hz'] += (trial.z.mean(dim=(0, 2)) / dt).tolist()
-
-    done = 0
-    while done < n_tasks:
-        b = min(chunk, n_tasks - done)
-        tasks = make_tasks(family, cfg.task, b, rng)
-        zeros = torch.zeros(b, dtype=torch.int64)
-        for backend_name, row_learn, row_test in runs:
-            if row_learn not in rows and row_test not in rows:
-                continue
-            backend, grid = backends[backend_name]
-            res = adapt(trainee, lsg, tasks, cfg, backend=backend, generator=gen)
-            if row_learn in rows:
-                add(row_learn, res.learn, tasks, zeros, zeros)
-            if row_test in rows:
-                changed = zeros.clone()
-                if cfg.eprop.update_w_in:
-                    changed = changed + _changed_weights(res.dw_in, grid)
-                if cfg.eprop.update_w_rec:
-                    changed = changed + _changed_weights(res.dw_rec, grid)
-                add(row_test, res.test, tasks, res.n_programmed, changed)
-        done += b
-    return {r: {m: np.asarray(v, dtype=np.float64) for m, v in d.items()} for r, d in out.items()}
+    metrics, _ = harness(weights, cfg, family, n_tasks, seed=seed, chunk=chunk, rows=rows,
+                         noise='shared')
+    return metrics
 
 
 def _stats(x: np.ndarray, target_rel_se: float) -> dict[str, float]:

@@ -33,7 +33,7 @@ from l2l_nmhw_ros.config import L2LConfig, config_hash, to_dict
 from l2l_nmhw_ros.errors import CheckpointError
 from l2l_nmhw_ros.l2l import checkpoint as ckpt
 from l2l_nmhw_ros.l2l.inner import AdaptResult, FloatBackend, adapt
-from l2l_nmhw_ros.l2l.tasks import TaskBatch, sample_mixed
+from l2l_nmhw_ros.l2l.tasks import TaskBatch, integrate_omega, sample_mixed
 from l2l_nmhw_ros.snn.lsg import init_lsg_weights, lsg_n_in
 from l2l_nmhw_ros.snn.trainee import init_trainee_weights
 
@@ -55,7 +55,7 @@ def task_errors(y: torch.Tensor, tasks: TaskBatch, omega_scale: float) -> dict[s
     end effector), ``distance`` [m] (mean Euclidean end-effector distance over time), and the
     predicted ``q`` (time, batch, 2) [rad] and ``xyz`` (time, batch, 3) [m].
     """
-    q = tasks.q0.unsqueeze(0) + omega_scale * torch.cumsum(y, dim=0)
+    q = integrate_omega(y, tasks.q0.unsqueeze(0), omega_scale)
     xyz = forward_kinematics(q)
     err = xyz - tasks.xyz
     return {'omega_mse': ((y - tasks.omega) ** 2).mean(dim=(0, 2)),
@@ -91,11 +91,8 @@ def make_backend(cfg: L2LConfig, *, pcm: bool, quantize: bool) -> Any:
 def weights_from_numpy(weights: dict[str, np.ndarray]) -> tuple[dict[str, torch.Tensor],
                                                                  dict[str, torch.Tensor]]:
     """Split checkpoint arrays into (trainee, lsg) dicts of float32 tensors (w_in/w_rec/w_out)."""
-    trainee = {k.split('.', 1)[1]: torch.as_tensor(np.asarray(v), dtype=torch.float32)
-               for k, v in weights.items() if k.startswith('trainee.')}
-    lsg = {k.split('.', 1)[1]: torch.as_tensor(np.asarray(v), dtype=torch.float32)
-           for k, v in weights.items() if k.startswith('lsg.')}
-    return trainee, lsg
+    tensors = {k: torch.as_tensor(np.asarray(v), dtype=torch.float32) for k, v in weights.items()}
+    return ckpt.network_weights(tensors, 'trainee'), ckpt.network_weights(tensors, 'lsg')
 
 
 def outer_loss(res: AdaptResult, tasks: TaskBatch,
@@ -155,11 +152,11 @@ class MetaTrainer:
     # --- helpers -------------------------------------------------------------------------------
     def trainee_weights(self) -> dict[str, torch.Tensor]:
         """Return the trainee meta-parameters (views with gradient) keyed w_in/w_rec/w_out."""
-        return {k.split('.', 1)[1]: v for k, v in self.params.items() if k.startswith('trainee.')}
+        return ckpt.network_weights(self.params, 'trainee')
 
     def lsg_weights(self) -> dict[str, torch.Tensor]:
         """Return the LSG meta-parameters keyed w_in/w_rec/w_out."""
-        return {k.split('.', 1)[1]: v for k, v in self.params.items() if k.startswith('lsg.')}
+        return ckpt.network_weights(self.params, 'lsg')
 
     def lr(self) -> float:
         """Return the scheduled learning rate of the current iteration."""

@@ -27,7 +27,6 @@ from __future__ import annotations
 from typing import Any, Protocol
 
 import numpy as np
-import scipy.signal
 import torch
 
 from l2l_nmhw_ros.config import EpropConfig, PCMConfig, TraineeConfig
@@ -36,8 +35,8 @@ from l2l_nmhw_ros.pcm.crossbar import Crossbar
 from l2l_nmhw_ros.pcm.layout import pack_trainee, unpack_trainee
 from l2l_nmhw_ros.pcm.model import quantize_delta
 from l2l_nmhw_ros.snn import fast_trial
-from l2l_nmhw_ros.snn.neurons import PAPER, SpikeMode, decay_factor
-from l2l_nmhw_ros.snn.trainee import MVM, TrialResult, _leaky, default_mvm, run_trial
+from l2l_nmhw_ros.snn.neurons import PAPER, SpikeMode, decay_factor, leaky_integrate
+from l2l_nmhw_ros.snn.trainee import MVM, TrialResult, default_mvm, run_trial
 
 __all__ = ['CrossbarSubstrate', 'FunctionalSubstrate', 'Substrate', 'exact_reads']
 
@@ -209,9 +208,9 @@ class CrossbarSubstrate:
             v_th=cfg.v_th, n_ref=cfg.n_ref, gamma=cfg.dampening_factor)
         w_out, var_out = w[n:, n_in:], var[n:, n_in:]
         y_in = z @ w_out.T + np.sqrt((z * z) @ var_out.T) * xi[:, n:]
-        y = scipy.signal.lfilter([1.0], [1.0, -decay_factor(cfg.tau_out, dt)], y_in, axis=0)
+        y = leaky_integrate(torch.from_numpy(y_in), decay_factor(cfg.tau_out, dt)).numpy()
         if self._x_bar is None or self._x_bar[0] is not x:  # the input trace, once per input
-            self._x_bar = (x, _leaky(x, alpha).to(xb.dtype))
+            self._x_bar = (x, leaky_integrate(x, alpha).to(xb.dtype))
 
         def seq(a: np.ndarray) -> torch.Tensor:
             return torch.from_numpy(a).to(xb.dtype).unsqueeze(1)  # (time, 1, ...)

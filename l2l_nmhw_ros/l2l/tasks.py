@@ -23,6 +23,7 @@ import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -32,7 +33,7 @@ from l2l_nmhw_ros.arm.kinematics import forward_kinematics
 from l2l_nmhw_ros.config import TaskConfig
 
 __all__ = ['FAMILIES', 'TaskBatch', 'brownian', 'default_reference_dir', 'make_tasks', 'reach',
-           'reference', 'sample_mixed', 'smooth_hann']
+           'integrate_omega', 'reference', 'sample_mixed', 'smooth_hann']
 
 FAMILIES = ('reach', 'brownian', 'reference')
 N_JOINTS = 2  # base and shoulder (paper code: --joints [0,1])
@@ -81,6 +82,24 @@ def _pack(omega: np.ndarray, q: np.ndarray, q0: np.ndarray, family: str,
 
 def _limits(cfg: TaskConfig) -> tuple[np.ndarray, np.ndarray]:
     return np.asarray(cfg.joint_lo[:N_JOINTS]), np.asarray(cfg.joint_hi[:N_JOINTS])
+
+
+def integrate_omega(omega: Any, q0: Any, omega_scale: float, *, axis: int = 0) -> Any:
+    """The paper code's integrator: q^t = q0 + omega_scale sum_{s<=t} omega^s.
+
+    Args:
+        omega: joint angular velocities [integrator units], numpy array or torch tensor, time
+            along `axis`.
+        q0: start angles [rad], broadcastable against one time step of `omega` (0 for home).
+        omega_scale: rad per step per unit (``task.omega_scale``, paper: 0.01).
+        axis: the time axis.
+
+    Returns:
+        q [rad], same shape and library as `omega` (differentiable for tensors).
+    """
+    if isinstance(omega, torch.Tensor):
+        return q0 + omega_scale * torch.cumsum(omega, dim=axis)
+    return np.asarray(q0) + omega_scale * np.cumsum(omega, axis=axis)
 
 
 def hann_periodic(n: int) -> np.ndarray:
@@ -142,7 +161,7 @@ def brownian(cfg: TaskConfig, batch: int, rng: np.random.Generator, *,
     walk = np.cumsum(rng.normal(0.0, sd, size=(batch, n_steps, N_JOINTS)), axis=1)
     omega = np.clip(smooth_hann(walk, n_win), -math.pi, math.pi)
     lo, hi = _limits(cfg)
-    q = np.clip(cfg.omega_scale * np.cumsum(omega, axis=1), lo, hi)
+    q = np.clip(integrate_omega(omega, 0.0, cfg.omega_scale, axis=1), lo, hi)
     return _pack(omega, q, np.zeros((batch, N_JOINTS)), 'brownian', dtype)
 
 

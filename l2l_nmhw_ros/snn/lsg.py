@@ -15,8 +15,9 @@ import torch
 
 from l2l_nmhw_ros.config import LSGConfig, TaskConfig
 from l2l_nmhw_ros.errors import ShapeError
-from l2l_nmhw_ros.snn.neurons import PAPER, SpikeMode, alif_step, decay_factor, initial_state
-from l2l_nmhw_ros.snn.trainee import _leaky, no_autapse_mask
+from l2l_nmhw_ros.snn.neurons import (PAPER, SpikeMode, alif_step, decay_factor, initial_state,
+                                      leaky_integrate)
+from l2l_nmhw_ros.snn.trainee import no_autapse_mask
 
 __all__ = ['LSGResult', 'alif_beta', 'init_lsg_weights', 'lsg_n_in', 'run_lsg', 'run_lsg_full']
 
@@ -100,7 +101,7 @@ def run_lsg_full(weights: dict[str, torch.Tensor], inputs: torch.Tensor, cfg: LS
                              gamma=cfg.dampening_factor, beta=beta, rho=rho, mode=mode)
         zs.append(state.z)
     z = torch.stack(zs)
-    signal = _leaky(z @ w_out.t(), kappa)
+    signal = leaky_integrate(z @ w_out.t(), kappa)
     return LSGResult((signal, z))
 
 

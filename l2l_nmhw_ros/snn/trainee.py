@@ -18,7 +18,8 @@ import torch
 
 from l2l_nmhw_ros.config import TaskConfig, TraineeConfig
 from l2l_nmhw_ros.errors import ShapeError
-from l2l_nmhw_ros.snn.neurons import PAPER, SpikeMode, alif_step, decay_factor, initial_state
+from l2l_nmhw_ros.snn.neurons import (PAPER, SpikeMode, alif_step, decay_factor, initial_state,
+                                      leaky_integrate)
 
 __all__ = ['TrialResult', 'default_mvm', 'init_trainee_weights', 'no_autapse_mask', 'run_trial']
 
@@ -189,15 +190,6 @@ def run_trial(w_in: torch.Tensor, w_rec: torch.Tensor, w_out: torch.Tensor, x: t
         zbars.append(z_bar)
     z = torch.stack(zs)
     y_in = mvm(z, w_out)
-    y = _leaky(y_in, kappa)
-    x_bar = _leaky(x, alpha)
+    y = leaky_integrate(y_in, kappa)
+    x_bar = leaky_integrate(x, alpha)
     return TrialResult(z, torch.stack(vs), torch.stack(psis), y, x_bar, torch.stack(zbars))
-
-
-def _leaky(u: torch.Tensor, decay: float) -> torch.Tensor:
-    # y^t = decay y^{t-1} + u^t as one matmul with the (T, T) lower-triangular kernel decay^(t-s)
-    n_steps = u.shape[0]
-    t = torch.arange(n_steps, dtype=u.dtype, device=u.device)
-    diff = t[:, None] - t[None, :]
-    kernel = torch.where(diff >= 0, decay ** diff.clamp(min=0), torch.zeros_like(diff))
-    return torch.tensordot(kernel, u, dims=([1], [0]))

@@ -32,6 +32,32 @@ def test_default_checkpoint_one_update_lowers_reach_error() -> None:
     assert res['software']['xyz_mse'] < 0.7 * res['before']['xyz_mse']
 
 
+#: xyz MSE [m²] of the first 50 tasks (one chunk) of the model card's evaluation (seed 20250)
+GOLDEN_50 = {'reach': {'before': 0.207899, 'software': 0.029942, 'software_4bit': 0.035084,
+                       'before_pcm': 0.211691, 'pcm': 0.023517},
+             'brownian': {'before': 0.151644, 'software': 0.031679, 'software_4bit': 0.037939,
+                          'before_pcm': 0.153331, 'pcm': 0.024639}}
+
+
+def test_default_checkpoint_first_chunk_of_the_model_card_evaluation() -> None:
+    # the model card's evaluation runs in chunks of 50 tasks with per-backend noise streams, so
+    # its first chunk is this 50-task run: every xyz MSE within 2 % of the values measured when
+    # eval.json was written (float32 summation order may flip a near-threshold spike on another
+    # CPU), and one update lowers the xyz MSE at least 4x in software and on PCM (measured
+    # 6.9x / 9.0x reach, 4.8x / 6.2x brownian). ~7 s; the 200-task check is slow.
+    import torch
+
+    torch.set_num_threads(1)
+    weights, meta = ckpt.load(default_checkpoint())
+    for fam, golden in GOLDEN_50.items():
+        res = evaluate(weights, config_from_metadata(meta), fam, 50)
+        for row, value in golden.items():
+            assert res[row]['xyz_mse'] == pytest.approx(value, rel=0.02), (fam, row)
+        s = summary(res)
+        assert s['xyz_improvement_software'] >= 4.0 and s['xyz_improvement_pcm'] >= 4.0, s
+
+
+@pytest.mark.slow
 def test_default_checkpoint_meets_the_model_card_on_200_tasks() -> None:
     # The model card's evaluation (200 unseen tasks per family, seed 20250, one torch thread),
     # recomputed: every xyz MSE equals checkpoints/default/eval.json within 2 % (float32 summation
