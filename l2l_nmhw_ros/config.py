@@ -36,10 +36,14 @@ import yaml
 from l2l_nmhw_ros.errors import ConfigError
 
 __all__ = [
-    'ArmConfig', 'ConfigError', 'ControlConfig', 'EpropConfig', 'L2LConfig', 'LSGConfig',
+    'ArmConfig', 'ConfigError', 'ControlConfig', 'EpropConfig', 'FK_JOINTS', 'L2LConfig',
+    'LSGConfig',
     'MetaConfig', 'PCMConfig', 'TARGET_CODES', 'TaskConfig', 'TraineeConfig', 'config_hash',
     'default_config_path', 'from_dict', 'load', 'param', 'to_dict',
 ]
+
+#: The ED-Scorbot joints of the forward kinematics, in kinematic order (base to wrist).
+FK_JOINTS = ('base_joint', 'shoulder', 'elbow', 'pitch')
 
 #: Binary codes of the LSG's target input (see :func:`l2l_nmhw_ros.snn.encoding.encode_target`).
 TARGET_CODES = ('paper', 'clamped', 'workspace')
@@ -193,7 +197,8 @@ class TraineeConfig(_Section):
 
     n_in: int = param(5, '1', 'Clock input neurons', lo=1, read_only=True)
     n_rec: int = param(250, '1', 'Recurrent LIF neurons', lo=1, read_only=True)
-    n_out: int = param(2, '1', 'Leaky readouts = joint angular velocities (base, shoulder)',
+    n_out: int = param(2, '1', 'Leaky readouts = joint angular velocities, one per '
+                       'task.learned_joints (paper: base, shoulder)',
                        lo=1, read_only=True)
     v_th: float = param(0.6, '1', 'Firing threshold (normalised membrane units)', lo=1e-6)
     tau_m: float = param(0.020, 's', 'Membrane time constant', lo=1e-6)
@@ -255,15 +260,25 @@ class TaskConfig(_Section):
     brownian_delta: float = param(0.65, '1', 'Brownian motion scale delta', lo=0.0)
     brownian_dt: float = param(0.01, '1', 'Brownian motion time step', lo=0.0)
     smoothing_window: int = param(120, 'steps', 'Hann smoothing window length', lo=1)
+    learned_joints: tuple[str, ...] = param(['base_joint', 'shoulder'], '',
+                                            'Joints the trainee drives, one readout each: the '
+                                            'first k of base_joint, shoulder, elbow, pitch (the '
+                                            'others held at 0); paper: base, shoulder',
+                                            read_only=True)
     joint_lo: tuple[float, ...] = param([-2.2689280275926285, -1.2217304763960306], 'rad',
-                                        'Safe range lower bound per joint (-130°, -70°)')
+                                        'Safe range lower bound per learned joint (-130°, -70°)')
     joint_hi: tuple[float, ...] = param([2.2689280275926285, 1.2217304763960306], 'rad',
-                                        'Safe range upper bound per joint (+130°, +70°)')
+                                        'Safe range upper bound per learned joint (+130°, +70°)')
     reach_min_distance: float = param(0.05, 'm', 'reach: minimum end-effector travel', lo=0.0)
 
     def _validate(self) -> None:
-        if len(self.joint_lo) != len(self.joint_hi):
-            raise ConfigError('task.joint_lo and task.joint_hi differ in length')
+        k = len(self.learned_joints)
+        if not 1 <= k <= len(FK_JOINTS) or self.learned_joints != FK_JOINTS[:k]:
+            raise ConfigError(f'task.learned_joints: expected the first k of {list(FK_JOINTS)}, '
+                              f'got {list(self.learned_joints)}')
+        if len(self.joint_lo) != k or len(self.joint_hi) != k:
+            raise ConfigError(f'task.joint_lo / joint_hi: one bound per learned joint ({k}), got '
+                              f'{len(self.joint_lo)} / {len(self.joint_hi)}')
         for i, (lo, hi) in enumerate(zip(self.joint_lo, self.joint_hi, strict=True)):
             if lo >= hi:
                 raise ConfigError(f'task.joint_lo[{i}] = {lo} [rad] is not below joint_hi[{i}]')
@@ -283,6 +298,12 @@ class MetaConfig(_Section):
     validation_batches: int = param(100, 'batches', 'Batches per validation', lo=1)
     loss_omega_weight: float = param(0.5, '1', 'Weight of MSE(omega) in the loss', lo=0.0)
     loss_xyz_weight: float = param(0.5, '1', 'Weight of MSE(xyz) in the loss', lo=0.0)
+    loss_final_weight: float = param(0.0, '1', 'Weight of the final-position term: mean squared '
+                                     'distance [m^2] of the end effector over the last '
+                                     'final_window steps to the target\'s last point (paper: 0)',
+                                     lo=0.0)
+    final_window: int = param(25, 'steps', 'Steps at the end of the trial in the final-position '
+                              'term', lo=1)
     pcm_in_loop: bool = param(True, '', 'PCM noise model in the meta-training loop')
     pcm_fraction: float = param(1.0, '1', 'With pcm_in_loop: fraction of each batch run through '
                                 'the PCM model, the rest in float software (paper: 1)',
@@ -391,6 +412,11 @@ class L2LConfig(_Section):
     meta: MetaConfig = dataclasses.field(default_factory=MetaConfig)
     arm: ArmConfig = dataclasses.field(default_factory=ArmConfig)
     control: ControlConfig = dataclasses.field(default_factory=ControlConfig)
+
+    def _validate(self) -> None:
+        if self.trainee.n_out != len(self.task.learned_joints):
+            raise ConfigError(f'trainee.n_out = {self.trainee.n_out} readouts, but '
+                              f'{len(self.task.learned_joints)} task.learned_joints')
 
 
 _SECTION_NAMES: dict[type, str] = {

@@ -3,11 +3,15 @@
 Outer loss per batch of tasks (paper code ``model/l2l_trainee_lsg.py::loss``; test-trial output):
 
     loss = w_omega MSE(omega_out, omega*) + w_xyz MSE(FK(q0 + omega_scale cumsum omega_out), xyz*)
+           + w_final mean_{t > T - W} |xyz_t - xyz*_T|^2          (reach; paper: w_final = 0)
            + lambda_trainee sum_j (rate_j - f_trainee dt)^2
            + lambda_lsg sum_j (rate_j - f_lsg dt)^2
 
 MSEs averaged over batch, time and dimensions; rates per step, averaged over batch and time
-(trainee: learning and test trial concatenated). Unlike the paper's official code (whose numpy
+(trainee: learning and test trial concatenated). The final-position term
+(``meta.loss_final_weight`` over the last ``meta.final_window`` steps) is ours, for reaching: the
+path terms weigh every step equally, so a path that ends off the target costs little, while a
+user sees where the arm ends. Unlike the paper's official code (whose numpy
 forward kinematics silently cut the xyz term out of the autodiff graph, paper-notes §7) our forward
 kinematics is torch-differentiable, so BOTH terms drive meta-training here.
 
@@ -48,19 +52,26 @@ PARAM_NAMES = ('trainee.w_in', 'trainee.w_rec', 'trainee.w_out', 'lsg.w_in', 'ls
 _SEED_INIT, _SEED_TASKS, _SEED_NOISE, _SEED_VALID = 0, 1, 2, 1_000_003
 
 
-def task_errors(y: torch.Tensor, tasks: TaskBatch, omega_scale: float) -> dict[str, torch.Tensor]:
-    """Return the errors of readouts `y` (time, batch, 2) on `tasks`, each per task (batch,).
+def task_errors(y: torch.Tensor, tasks: TaskBatch, omega_scale: float, *,
+                final_window: int = 1) -> dict[str, torch.Tensor]:
+    """Return the errors of readouts `y` (time, batch, k) on `tasks`, each per task (batch,).
 
     Keys: ``omega_mse`` (MSE of omega), ``xyz_mse`` [m²] (MSE over time and x, y, z of the
-    end effector), ``distance`` [m] (mean Euclidean end-effector distance over time), and the
-    predicted ``q`` (time, batch, 2) [rad] and ``xyz`` (time, batch, 3) [m].
+    end effector), ``distance`` [m] (mean Euclidean end-effector distance over time),
+    ``final_distance`` [m] (distance of the last point to the target's last point: where the
+    arm ends), ``final_sq`` [m²] (squared distance to the target's last point, averaged over the
+    last `final_window` steps: the final-position loss term), and the predicted ``q``
+    (time, batch, k) [rad] and ``xyz`` (time, batch, 3) [m].
     """
     q = integrate_omega(y, tasks.q0.unsqueeze(0), omega_scale)
     xyz = forward_kinematics(q)
     err = xyz - tasks.xyz
+    end = xyz[-final_window:] - tasks.xyz[-1:]
     return {'omega_mse': ((y - tasks.omega) ** 2).mean(dim=(0, 2)),
             'xyz_mse': (err ** 2).mean(dim=(0, 2)),
-            'distance': err.norm(dim=-1).mean(dim=0), 'q': q, 'xyz': xyz}
+            'distance': err.norm(dim=-1).mean(dim=0),
+            'final_distance': err[-1].norm(dim=-1),
+            'final_sq': (end ** 2).sum(dim=-1).mean(dim=0), 'q': q, 'xyz': xyz}
 
 
 def rate_reg(z: torch.Tensor, target_hz: float, weight: float, dt: float) -> torch.Tensor:
@@ -102,17 +113,21 @@ def outer_loss(res: AdaptResult, tasks: TaskBatch,
     See the module docstring for the formula; the parts also hold the errors before the update
     (the learning trial's readout), the mean firing rates [Hz] and the devices programmed.
     """
-    dt = cfg.task.dt
-    err = task_errors(res.test.y, tasks, cfg.task.omega_scale)
+    dt, m = cfg.task.dt, cfg.meta
+    err = task_errors(res.test.y, tasks, cfg.task.omega_scale, final_window=m.final_window)
     mse_w, mse_x = err['omega_mse'].mean(), err['xyz_mse'].mean()
+    final = err['final_sq'].mean()
     z_tr = torch.cat([res.learn.z, res.test.z], dim=0)
     reg_t = rate_reg(z_tr, cfg.trainee.rate_target, cfg.trainee.rate_reg, dt)
     reg_l = rate_reg(res.lsg_z, cfg.lsg.rate_target, cfg.lsg.rate_reg, dt)
-    loss = cfg.meta.loss_omega_weight * mse_w + cfg.meta.loss_xyz_weight * mse_x + reg_t + reg_l
+    loss = m.loss_omega_weight * mse_w + m.loss_xyz_weight * mse_x + reg_t + reg_l
+    if m.loss_final_weight > 0:
+        loss = loss + m.loss_final_weight * final
     with torch.no_grad():
         before = task_errors(res.learn.y, tasks, cfg.task.omega_scale)
     parts = {'loss': float(loss.detach()), 'omega_mse': float(mse_w.detach()),
              'xyz_mse': float(mse_x.detach()),
+             'final_distance': float(err['final_distance'].detach().mean()),
              'xyz_mse_before': float(before['xyz_mse'].mean()),
              'omega_mse_before': float(before['omega_mse'].mean()),
              'rate_trainee_hz': float(z_tr.detach().mean()) / dt,

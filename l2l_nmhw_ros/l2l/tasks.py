@@ -1,12 +1,12 @@
-"""Task families: what one "task" (one target trajectory of the 2 used joints) is.
+"""Task families: what one "task" (one target trajectory of the learned joints) is.
 
 All generators are seeded through a ``numpy.random.Generator`` and return a :class:`TaskBatch` of
 torch tensors, sequences time-major (time, batch, n). The trainee's readout is the joint angular
 velocity omega (units of the paper code's integrator); joint angles follow
 q^t = q0 + omega_scale * sum_{s<=t} omega^s (paper code: q0 = 0, omega_scale = 0.01), and the
 Cartesian target is the forward kinematics of q
-(:func:`l2l_nmhw_ros.arm.kinematics.forward_kinematics`; base and shoulder joints, elbow and
-wrist at 0).
+(:func:`l2l_nmhw_ros.arm.kinematics.forward_kinematics` of the ``task.learned_joints``, the first
+k of base, shoulder, elbow, pitch; the others at 0. Paper: k = 2, base and shoulder).
 
 Families:
 - ``brownian``: the paper code's smoothed Brownian joint velocities
@@ -36,20 +36,19 @@ __all__ = ['FAMILIES', 'TaskBatch', 'brownian', 'default_reference_dir', 'make_t
            'integrate_omega', 'reference', 'sample_mixed', 'smooth_hann']
 
 FAMILIES = ('reach', 'brownian', 'reference')
-N_JOINTS = 2  # base and shoulder (paper code: --joints [0,1])
 # Safety cap on rejection-sampling rounds of `reach` (each round draws the whole batch again).
 _REACH_MAX_ROUNDS = 1000
 
 
 @dataclass(frozen=True)
 class TaskBatch:
-    """A batch of target trajectories.
+    """A batch of target trajectories (k = number of learned joints).
 
     Attributes:
-        omega: target joint angular velocities (time, batch, 2) [integrator units].
-        q: target joint angles (time, batch, 2) [rad].
+        omega: target joint angular velocities (time, batch, k) [integrator units].
+        q: target joint angles (time, batch, k) [rad].
         xyz: target end-effector positions (time, batch, 3) [m].
-        q0: start angles (batch, 2) [rad] (0 = home, except for ``reference``).
+        q0: start angles (batch, k) [rad] (0 = home, except for ``reference``).
         family: family name per task (tuple of length batch).
     """
 
@@ -72,7 +71,7 @@ class TaskBatch:
 
 def _pack(omega: np.ndarray, q: np.ndarray, q0: np.ndarray, family: str,
           dtype: torch.dtype) -> TaskBatch:
-    # omega, q: (batch, time, 2) float64 -> time-major tensors
+    # omega, q: (batch, time, k) float64 -> time-major tensors
     xyz = forward_kinematics(q)
     def tm(a: np.ndarray) -> torch.Tensor:
         return torch.as_tensor(np.ascontiguousarray(np.swapaxes(a, 0, 1)), dtype=dtype)
@@ -81,7 +80,12 @@ def _pack(omega: np.ndarray, q: np.ndarray, q0: np.ndarray, family: str,
 
 
 def _limits(cfg: TaskConfig) -> tuple[np.ndarray, np.ndarray]:
-    return np.asarray(cfg.joint_lo[:N_JOINTS]), np.asarray(cfg.joint_hi[:N_JOINTS])
+    return np.asarray(cfg.joint_lo), np.asarray(cfg.joint_hi)
+
+
+def n_learned(cfg: TaskConfig) -> int:
+    """Number of learned joints (``task.learned_joints``; paper: 2, base and shoulder)."""
+    return len(cfg.learned_joints)
 
 
 def integrate_omega(omega: Any, q0: Any, omega_scale: float, *, axis: int = 0) -> Any:
@@ -158,11 +162,12 @@ def brownian(cfg: TaskConfig, batch: int, rng: np.random.Generator, *,
     if n_win - 1 > n_steps:
         raise ValueError(f'task.smoothing_window = {n_win} needs n_steps >= {n_win - 1}')
     sd = cfg.brownian_delta * math.sqrt(cfg.brownian_dt)
-    walk = np.cumsum(rng.normal(0.0, sd, size=(batch, n_steps, N_JOINTS)), axis=1)
+    k = n_learned(cfg)
+    walk = np.cumsum(rng.normal(0.0, sd, size=(batch, n_steps, k)), axis=1)
     omega = np.clip(smooth_hann(walk, n_win), -math.pi, math.pi)
     lo, hi = _limits(cfg)
     q = np.clip(integrate_omega(omega, 0.0, cfg.omega_scale, axis=1), lo, hi)
-    return _pack(omega, q, np.zeros((batch, N_JOINTS)), 'brownian', dtype)
+    return _pack(omega, q, np.zeros((batch, k)), 'brownian', dtype)
 
 
 def minimum_jerk(n_steps: int) -> np.ndarray:
@@ -190,11 +195,12 @@ def reach(cfg: TaskConfig, batch: int, rng: np.random.Generator, *,
     if cfg.omega_scale <= 0:
         raise ValueError('task.omega_scale must be > 0 for reach tasks')
     lo, hi = _limits(cfg)
-    home = forward_kinematics(np.zeros(N_JOINTS))
-    goals = np.empty((batch, N_JOINTS))
+    k = n_learned(cfg)
+    home = forward_kinematics(np.zeros(k))
+    goals = np.empty((batch, k))
     todo = np.arange(batch)
     for _ in range(_REACH_MAX_ROUNDS):
-        cand = rng.uniform(lo, hi, size=(todo.size, N_JOINTS))
+        cand = rng.uniform(lo, hi, size=(todo.size, k))
         ok = np.linalg.norm(forward_kinematics(cand) - home, axis=-1) >= cfg.reach_min_distance
         goals[todo[ok]] = cand[ok]
         todo = todo[~ok]
@@ -204,9 +210,9 @@ def reach(cfg: TaskConfig, batch: int, rng: np.random.Generator, *,
         raise RuntimeError(f'reach: no goal with travel >= {cfg.reach_min_distance} m found')
     s = minimum_jerk(cfg.n_steps)
     q = goals[:, None, :] * s[None, :, None]
-    q_prev = np.concatenate([np.zeros((batch, 1, N_JOINTS)), q[:, :-1]], axis=1)
+    q_prev = np.concatenate([np.zeros((batch, 1, k)), q[:, :-1]], axis=1)
     omega = (q - q_prev) / cfg.omega_scale
-    return _pack(omega, q, np.zeros((batch, N_JOINTS)), 'reach', dtype)
+    return _pack(omega, q, np.zeros((batch, k)), 'reach', dtype)
 
 
 def default_reference_dir() -> Path:
@@ -217,14 +223,16 @@ def default_reference_dir() -> Path:
 
 def load_reference(cfg: TaskConfig, data_dir: str | Path | None = None) -> list[tuple[str,
                                                                                        np.ndarray]]:
-    """Return [(name, q (n_steps, 2) rad)] of the recorded ED-Scorbot trajectories, resampled.
+    """Return [(name, q (n_steps, k) rad)] of the recorded ED-Scorbot trajectories, resampled.
 
     Reads ``<data_dir>/*/joints_degrees.json`` (lists of 7 joint angles in degrees per point;
-    joints 1-2 used), converts to rad and resamples linearly over the point index to n_steps.
+    the first k = len(``learned_joints``) used), converts to rad and resamples linearly over the
+    point index to n_steps.
 
     Raises:
         FileNotFoundError: if the folder or its trajectories are absent.
     """
+    k = n_learned(cfg)
     root = Path(data_dir) if data_dir is not None else default_reference_dir()
     files = sorted(root.glob('*/joints_degrees.json')) if root.is_dir() else []
     if not files:
@@ -235,13 +243,13 @@ def load_reference(cfg: TaskConfig, data_dir: str | Path | None = None) -> list[
     out = []
     for f in files:
         pts = np.asarray(json.loads(f.read_text(encoding='utf-8')), dtype=np.float64)
-        if pts.ndim != 2 or pts.shape[1] < N_JOINTS or len(pts) < 2:
+        if pts.ndim != 2 or pts.shape[1] < k or len(pts) < 2:
             raise ValueError(f'{f}: expected a list of joint-angle lists, got shape {pts.shape}')
-        q = np.deg2rad(pts[:, :N_JOINTS])
+        q = np.deg2rad(pts[:, :k])
         src = np.linspace(0.0, len(q) - 1.0, cfg.n_steps)
         idx = np.arange(len(q))
         out.append((f.parent.name, np.stack([np.interp(src, idx, q[:, j])
-                                             for j in range(N_JOINTS)], axis=-1)))
+                                             for j in range(k)], axis=-1)))
     return out
 
 
@@ -259,8 +267,8 @@ def reference(cfg: TaskConfig, batch: int, rng: np.random.Generator, *,
         raise ValueError(f'batch must be >= 1, got {batch}')
     trajs = load_reference(cfg, data_dir)
     pick = rng.integers(0, len(trajs), size=batch)
-    q = np.stack([trajs[i][1] for i in pick])  # (batch, time, 2)
-    omega = np.concatenate([np.zeros((batch, 1, N_JOINTS)), np.diff(q, axis=1)],
+    q = np.stack([trajs[i][1] for i in pick])  # (batch, time, k)
+    omega = np.concatenate([np.zeros((batch, 1, q.shape[-1])), np.diff(q, axis=1)],
                            axis=1) / cfg.omega_scale
     return _pack(omega, q, q[:, 0, :], 'reference', dtype)
 

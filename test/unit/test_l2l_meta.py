@@ -231,3 +231,30 @@ def test_mixed_pcm_batch_splits_tasks_between_backends() -> None:
     expected = 0.5 * float(l_pcm.detach()) + 0.5 * float(l_sw.detach())
     assert float(loss.detach()) == pytest.approx(expected, rel=1e-6)
     assert parts['loss'] == pytest.approx(float(loss.detach()), rel=1e-6)
+
+
+def test_final_position_term_of_the_reach_loss() -> None:
+    # task_errors: final_distance is the last point's distance to the target's last point, and
+    # final_sq the squared distance to that point averaged over the last `final_window` steps;
+    # outer_loss adds loss_final_weight * final_sq (hand-computed on a 2-step, 1-task case)
+    from l2l_nmhw_ros.l2l.meta import task_errors
+    from l2l_nmhw_ros.l2l.tasks import TaskBatch
+
+    q = torch.zeros(2, 1, 2, dtype=torch.float64)
+    xyz = torch.tensor([[[1.0, 0.0, 0.0]], [[0.9, 0.0, 0.3]]], dtype=torch.float64)
+    tasks = TaskBatch(torch.zeros(2, 1, 2, dtype=torch.float64), q, xyz,
+                      torch.zeros(1, 2, dtype=torch.float64), ('t',))
+    y = torch.zeros(2, 1, 2, dtype=torch.float64)
+    y[1, 0, 0] = 10.0  # step 0 at home, step 1 with the base turned by 0.01 * 10 = 0.1 rad
+    from l2l_nmhw_ros.arm.kinematics import forward_kinematics
+
+    p0 = torch.as_tensor(forward_kinematics(np.zeros(2)))
+    p1 = torch.as_tensor(forward_kinematics(np.array([0.1, 0.0])))
+    d0, d1 = p0 - xyz[-1, 0], p1 - xyz[-1, 0]
+    err = task_errors(y, tasks, 0.01, final_window=2)
+    assert float(err['final_distance'][0]) == pytest.approx(float(d1.norm()))
+    expect = 0.5 * float((d0 ** 2).sum() + (d1 ** 2).sum())
+    assert float(err['final_sq'][0]) == pytest.approx(expect)
+    assert float(task_errors(y, tasks, 0.01)['final_sq'][0]) == pytest.approx(
+        float((d1 ** 2).sum()))
+

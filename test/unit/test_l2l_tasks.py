@@ -122,3 +122,26 @@ def test_mixed_batch_and_bad_family() -> None:
     assert tb.family == ('reach',) * 3 + ('brownian',) * 2
     with pytest.raises(ValueError, match='family'):
         T.make_tasks('nope', TaskConfig(), 2, np.random.default_rng(0))
+
+
+def test_three_learned_joints_tasks_and_validation() -> None:
+    # task.learned_joints = the first k FK joints: reach goals in the 3 ranges, FK of 3 joints
+    from l2l_nmhw_ros.config import ConfigError
+
+    cfg = TaskConfig(learned_joints=('base_joint', 'shoulder', 'elbow'),
+                     joint_lo=(-2.0, -1.2, -1.5), joint_hi=(2.0, 1.2, 1.5),
+                     reach_min_distance=0.1)
+    tb = T.reach(cfg, 64, np.random.default_rng(2))
+    assert tb.q.shape == (249, 64, 3) and tb.omega.shape == (249, 64, 3)
+    goal = tb.q[-1].double()
+    assert bool((goal.abs() <= torch.tensor([2.0, 1.2, 1.5], dtype=torch.float64)).all())
+    assert float(goal[:, 2].abs().max()) > 0.5  # the elbow moves
+    np.testing.assert_allclose(tb.xyz[-1].numpy(), forward_kinematics(goal.numpy()), atol=1e-5)
+    travel = (tb.xyz[-1] - torch.as_tensor(forward_kinematics(np.zeros(3)), dtype=torch.float32))
+    assert float(travel.norm(dim=-1).min()) >= 0.1 - 1e-6
+    b = T.brownian(cfg, 4, np.random.default_rng(2))
+    assert b.omega.shape == (249, 4, 3) and b.q0.shape == (4, 3)
+    with pytest.raises(ConfigError, match='first k'):
+        TaskConfig(learned_joints=('base_joint', 'elbow'))
+    with pytest.raises(ConfigError, match='one bound per learned joint'):
+        TaskConfig(learned_joints=('base_joint', 'shoulder', 'elbow'))
