@@ -60,8 +60,8 @@ def config_from_metadata(meta: dict[str, Any]) -> C.L2LConfig:
 RUNS = (('software', 'before', 'software'), ('software_4bit', None, 'software_4bit'),
         ('pcm', 'before_pcm', 'pcm'))
 #: per-task metrics of :func:`per_task_metrics`
-METRICS = ('loss', 'omega_mse', 'xyz_mse', 'distance', 'n_programmed', 'n_weights_changed',
-           'rate_hz')
+METRICS = ('loss', 'omega_mse', 'xyz_mse', 'distance', 'final_distance', 'n_programmed',
+           'n_weights_changed', 'rate_hz')
 NOISE_STREAMS = ('per_backend', 'shared')
 
 
@@ -74,7 +74,7 @@ def _changed_weights(dw: torch.Tensor, step: float) -> torch.Tensor:
 @torch.no_grad()
 def per_task_metrics(weights: dict[str, np.ndarray], cfg: C.L2LConfig, family: str,
                      n_tasks: int, *, seed: int, chunk: int, rows: tuple[str, ...] = ROWS,
-                     noise: str = 'per_backend'
+                     noise: str = 'per_backend', n_updates: int | None = None
                      ) -> tuple[dict[str, dict[str, np.ndarray]], torch.Tensor]:
     """The evaluation harness: the inner loop on `n_tasks` unseen tasks under each row.
 
@@ -94,12 +94,14 @@ def per_task_metrics(weights: dict[str, np.ndarray], cfg: C.L2LConfig, family: s
         chunk: tasks per batch (the results depend on it through the random streams).
         rows: subset of :data:`ROWS`.
         noise: one of :data:`NOISE_STREAMS`.
+        n_updates: on-chip updates per task (default ``cfg.eprop.n_updates``; paper: 1).
 
     Returns:
         (``{row: {metric: array (n_tasks,)}}`` for the :data:`METRICS`, target xyz
         (time, n_tasks, 3) [m]). Metrics: official test loss ``loss`` =
         ``meta.loss_omega_weight`` MSE(omega) + ``meta.loss_xyz_weight`` MSE(xyz) (no
-        regulariser), omega MSE, xyz MSE [m²], mean end-effector distance [m], devices (PCM) or
+        regulariser), omega MSE, xyz MSE [m²], mean end-effector distance [m], final distance
+        (last point to the target's last point) [m], devices (PCM) or
         weights (software) programmed, weights whose rounded ΔW ≠ 0, firing rate [Hz].
 
     Raises:
@@ -135,7 +137,7 @@ def per_task_metrics(weights: dict[str, np.ndarray], cfg: C.L2LConfig, family: s
         err = task_errors(trial.y, tasks, cfg.task.omega_scale)
         d = out[row]
         d['loss'] += (w_om * err['omega_mse'] + w_xyz * err['xyz_mse']).tolist()
-        for k in ('omega_mse', 'xyz_mse', 'distance'):
+        for k in ('omega_mse', 'xyz_mse', 'distance', 'final_distance'):
             d[k] += err[k].tolist()
         d['n_programmed'] += n_prog.tolist()
         d['n_weights_changed'] += n_changed.tolist()
@@ -149,7 +151,8 @@ def per_task_metrics(weights: dict[str, np.ndarray], cfg: C.L2LConfig, family: s
         zeros = torch.zeros(b, dtype=torch.int64)
         for name, row_learn, row_test in runs:
             backend, grid = backends[name]
-            res = adapt(trainee, lsg, tasks, cfg, backend=backend, generator=gens[name])
+            res = adapt(trainee, lsg, tasks, cfg, backend=backend, generator=gens[name],
+                        n_updates=n_updates)
             if row_learn in rows:
                 add(row_learn, res.learn, tasks, zeros, zeros)
             if row_test in rows:
@@ -167,8 +170,13 @@ def per_task_metrics(weights: dict[str, np.ndarray], cfg: C.L2LConfig, family: s
 
 def evaluate(weights: dict[str, np.ndarray], cfg: C.L2LConfig, family: str, n_tasks: int, *,
              seed: int = EVAL_SEED, chunk: int = 50, rows: tuple[str, ...] = ROWS,
-             pcm_cfg: C.PCMConfig | None = None) -> dict[str, dict[str, float]]:
-    """Return {row: {omega_mse, xyz_mse, distance, n_programmed}} means over `n_tasks` tasks.
+             pcm_cfg: C.PCMConfig | None = None,
+             n_updates: int | None = None) -> dict[str, dict[str, float]]:
+    """Return {row: {omega_mse, xyz_mse, distance, n_programmed, final_distance,
+    final_distance_median, final_distance_p90}} over `n_tasks` tasks (means unless named).
+
+    ``final_distance``: end-effector distance of the last point to the target's last point [m],
+    where a reach ends (mean, median and 90th percentile over tasks).
 
     The harness :func:`per_task_metrics` with one noise stream per backend, plus the
     ``mean_path_baseline`` row (module docstring).
@@ -182,6 +190,7 @@ def evaluate(weights: dict[str, np.ndarray], cfg: C.L2LConfig, family: str, n_ta
         chunk: tasks per batch (memory).
         rows: which of :data:`ROWS` to compute.
         pcm_cfg: PCM configuration for the PCM rows (default ``cfg.pcm``).
+        n_updates: on-chip updates per task (default ``cfg.eprop.n_updates``).
 
     Raises:
         ValueError: unknown family or row, n_tasks < 1.
@@ -190,14 +199,21 @@ def evaluate(weights: dict[str, np.ndarray], cfg: C.L2LConfig, family: str, n_ta
     if pcm_cfg is not None:
         cfg = dataclasses.replace(cfg, pcm=pcm_cfg)
     metrics, xyz = per_task_metrics(weights, cfg, family, n_tasks, seed=seed, chunk=chunk,
-                                    rows=rows)
-    keys = ('omega_mse', 'xyz_mse', 'distance', 'n_programmed')
+                                    rows=rows, n_updates=n_updates)
+    keys = ('omega_mse', 'xyz_mse', 'distance', 'n_programmed', 'final_distance')
     out = {r: {k: float(np.mean(metrics[r][k])) for k in keys} for r in rows}
+    for r in rows:
+        out[r]['final_distance_median'] = float(np.median(metrics[r]['final_distance']))
+        out[r]['final_distance_p90'] = float(np.percentile(metrics[r]['final_distance'], 90))
     # reference level: the best task-independent output, i.e. the mean target path of these tasks
     base = ((xyz - xyz.mean(dim=1, keepdim=True)) ** 2).mean(dim=(0, 2))
     dist = (xyz - xyz.mean(dim=1, keepdim=True)).norm(dim=-1).mean(dim=0)
+    end = (xyz[-1] - xyz[-1].mean(dim=0, keepdim=True)).norm(dim=-1).numpy()
     out['mean_path_baseline'] = {'omega_mse': float('nan'), 'xyz_mse': float(base.mean()),
-                                 'distance': float(dist.mean()), 'n_programmed': 0.0}
+                                 'distance': float(dist.mean()), 'n_programmed': 0.0,
+                                 'final_distance': float(end.mean()),
+                                 'final_distance_median': float(np.median(end)),
+                                 'final_distance_p90': float(np.percentile(end, 90))}
     return out
 
 
@@ -225,36 +241,61 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument('--family', nargs='+', default=['reach'], choices=FAMILIES,
                         help='task families (each evaluated separately)')
     parser.add_argument('--seed', type=int, default=EVAL_SEED, help='task/noise seed')
+    parser.add_argument('--updates', type=int, nargs='+', default=None, metavar='N',
+                        help='on-chip updates per task; several numbers give the few-updates '
+                        'curve (default: the checkpoint\'s eprop.n_updates)')
     parser.add_argument('--threads', type=int, default=1, help='torch CPU threads')
     parser.add_argument('--json', action='store_true', help='machine-readable output')
 
 
+LABELS = {'before': 'before update', 'software': 'after, software',
+          'software_4bit': 'after, software 4-bit', 'before_pcm': 'before, PCM',
+          'pcm': 'after, PCM', 'mean_path_baseline': 'mean-path baseline'}
+
+
 def run(args: argparse.Namespace) -> int:
-    """Evaluate and print the table (or JSON); returns 0."""
+    """Evaluate and print the table (or JSON); returns 0.
+
+    With one number of updates (the default) the JSON holds ``families.<family>.rows`` and
+    ``summary``; with ``--updates N1 N2 ...`` also ``families.<family>.updates.<N>`` (rows and
+    summary per number of updates; the top-level rows are those of the first N).
+    """
     torch.set_num_threads(max(1, args.threads))
     path = Path(args.checkpoint) if args.checkpoint else default_checkpoint()
     weights, meta = ckpt.load(path)
     cfg = config_from_metadata(meta)
+    updates = list(args.updates) if args.updates else [cfg.eprop.n_updates]
     report: dict[str, Any] = {'checkpoint': str(path), 'config_hash': meta.get('config_hash'),
                               'tasks': args.tasks, 'seed': args.seed, 'families': {}}
     for fam in args.family:
-        res = evaluate(weights, cfg, fam, args.tasks, seed=args.seed)
-        report['families'][fam] = {'rows': res, 'summary': summary(res)}
+        per = {}
+        for n in updates:
+            res = evaluate(weights, cfg, fam, args.tasks, seed=args.seed, n_updates=n)
+            per[n] = {'rows': res, 'summary': summary(res)}
+        report['families'][fam] = dict(per[updates[0]])
+        if len(updates) > 1:
+            report['families'][fam]['updates'] = {str(n): v for n, v in per.items()}
     if args.json:
         print(json.dumps(report, indent=2))
         return 0
     print(f'checkpoint {path} (config {meta.get("config_hash")}), {args.tasks} unseen tasks, '
-          f'seed {args.seed}')
+          f'seed {args.seed}, {updates[0]} on-chip update(s)')
     for fam, body in report['families'].items():
         print(f'\nfamily {fam}')
         print(f'{"":22s} {"omega MSE":>10s} {"xyz MSE [m^2]":>14s} {"distance [m]":>13s} '
-              f'{"devices programmed":>19s}')
-        labels = {'before': 'before update', 'software': 'after, software',
-                  'software_4bit': 'after, software 4-bit', 'before_pcm': 'before, PCM',
-                  'pcm': 'after, PCM', 'mean_path_baseline': 'mean-path baseline'}
+              f'{"final [m] median / p90":>23s} {"devices programmed":>19s}')
         for row, vals in body['rows'].items():
-            print(f'{labels[row]:22s} {vals["omega_mse"]:10.4f} {vals["xyz_mse"]:14.5f} '
-                  f'{vals["distance"]:13.4f} {vals["n_programmed"]:19.1f}')
+            final = f'{vals["final_distance_median"]:.3f} / {vals["final_distance_p90"]:.3f}'
+            print(f'{LABELS[row]:22s} {vals["omega_mse"]:10.4f} {vals["xyz_mse"]:14.5f} '
+                  f'{vals["distance"]:13.4f} {final:>23s} {vals["n_programmed"]:19.1f}')
         for k, v in body['summary'].items():
             print(f'  {k}: {v:.3f}')
+        if 'updates' in body:
+            print(f'  few updates: {"updates":>7s} {"xyz MSE sw":>11s} {"xyz MSE PCM":>12s} '
+                  f'{"final median sw":>16s} {"final median PCM":>17s}')
+            for n, b in body['updates'].items():
+                r = b['rows']
+                print(f'  {"":12s} {n:>7s} {r["software"]["xyz_mse"]:11.5f} '
+                      f'{r["pcm"]["xyz_mse"]:12.5f} {r["software"]["final_distance_median"]:16.3f}'
+                      f' {r["pcm"]["final_distance_median"]:17.3f}')
     return 0

@@ -64,3 +64,24 @@ def test_eval_cli_json(tmp_path, capsys) -> None:
     assert rows['pcm']['distance'] > 0
     assert 'xyz_improvement_pcm' in \
         out['families']['reach']['summary']
+
+
+def test_eval_few_updates_curve(tmp_path, capsys) -> None:
+    # --updates 0 1 2: zero updates is the learning trial (software row = before); every count
+    # has its rows; final distances are reported (median <= p90)
+    cfg = _tiny()
+    MetaTrainer(cfg).save(str(tmp_path / 'ck'), train_state=False)
+    rc = cli.main(['eval', '--checkpoint', str(tmp_path / 'ck'), '--tasks', '4',
+                   '--family', 'reach', '--updates', '0', '1', '2', '--json'])
+    assert rc == 0
+    fam = json.loads(capsys.readouterr().out)['families']['reach']
+    assert set(fam['updates']) == {'0', '1', '2'}
+    zero = fam['updates']['0']['rows']
+    assert zero['software']['xyz_mse'] == zero['before']['xyz_mse']
+    assert zero['pcm']['n_programmed'] == 0.0
+    one, two = fam['updates']['1']['rows'], fam['updates']['2']['rows']
+    # software counts every weight with a non-zero Delta W, once per update
+    assert two['software']['n_programmed'] == 2 * one['software']['n_programmed'] > 0
+    for row in one.values():
+        assert 0 <= row['final_distance_median'] <= row['final_distance_p90']
+    assert fam['rows'] == zero  # the top-level rows: the first count asked for
