@@ -33,7 +33,7 @@ import torch
 from bench.common import measure, measure_interleaved, row, skipped
 from l2l_nmhw_ros.config import PCMConfig, TraineeConfig
 from l2l_nmhw_ros.pcm import Crossbar, PCMModel
-from l2l_nmhw_ros.pcm.device import q_s_micro, read_noise_log_term
+from l2l_nmhw_ros.pcm.device_model import PaperCodeDevice
 
 GROUP = 'pcm'
 QUICK_BUDGET_S = 1.5  # --quick: stop repeating a row after this long (at least one timed run)
@@ -69,11 +69,12 @@ def _cfg(**kw: object) -> PCMConfig:
 
 def reference_noisy_mvm(x: torch.Tensor, w: torch.Tensor, cfg: PCMConfig,
                         gen: torch.Generator) -> torch.Tensor:
-    """Plain per-device read noise (paper code form): σ per weight, one Gaussian per weight and
-    read, then the MVM. x (B, n_pre), w (n_post, n_pre) or (B, n_post, n_pre)."""
+    """Plain per-device read noise (paper code form): σ per weight (the paper_code device model,
+    N devices averaged), one Gaussian per weight and read, then the MVM. x (B, n_pre),
+    w (n_post, n_pre) or (B, n_post, n_pre)."""
     g = w.abs().clamp(max=cfg.w_max) * (cfg.g_max / cfg.w_max)
-    sd = g * q_s_micro(g, cfg) * (read_noise_log_term(cfg.read_noise_t, cfg, paper_code=True)
-                                  / math.sqrt(cfg.n_devices)) * (cfg.w_max / cfg.g_max)
+    sd = PaperCodeDevice(cfg).read_noise_sd(g, 0.0, n_averaged=cfg.n_devices) * (
+        cfg.w_max / cfg.g_max)
     shape = (x.shape[0],) + w.shape[-2:]
     w_noisy = w + sd * torch.randn(shape, generator=gen)
     return torch.matmul(w_noisy, x.unsqueeze(-1)).squeeze(-1)

@@ -29,7 +29,7 @@ from typing import Any, Protocol
 import numpy as np
 import torch
 
-from l2l_nmhw_ros.config import EpropConfig, PCMConfig, TraineeConfig
+from l2l_nmhw_ros.config import EpropConfig, TraineeConfig
 from l2l_nmhw_ros.errors import ShapeError
 from l2l_nmhw_ros.pcm.crossbar import Crossbar
 from l2l_nmhw_ros.pcm.layout import pack_trainee, unpack_trainee
@@ -57,12 +57,9 @@ class Substrate(Protocol):
 
 
 def exact_reads(model: Any) -> bool:
-    """True when `model`'s reads are the exact product: software (no ``cfg``), or a PCM model
-    without read noise or with the ``ideal`` preset."""
-    pcm_cfg = getattr(model, 'cfg', None)
-    if not isinstance(pcm_cfg, PCMConfig):
-        return True
-    return not pcm_cfg.read_noise or pcm_cfg.preset == 'ideal'
+    """True when `model`'s reads are the exact product: software (no ``exact_reads`` property),
+    or a PCM model / crossbar whose device model says so (``ideal`` preset or no read noise)."""
+    return bool(getattr(model, 'exact_reads', True))
 
 
 class FunctionalSubstrate:
@@ -193,7 +190,7 @@ class CrossbarSubstrate:
         xb, n, n_in = self.crossbar, self.n_rec, self.n_in
         n_steps = x.shape[0]
         w = xb.effective_weights(self.t).double().numpy()
-        if xb.cfg.preset == 'ideal' or not xb.cfg.read_noise:  # as Crossbar.mvm
+        if xb.exact_reads:  # as Crossbar.mvm
             var = np.zeros_like(w)
             xi = np.zeros((n_steps, self.n_post))
         else:

@@ -120,20 +120,19 @@ def characterize(cfg: PCMConfig, *, levels: tuple[float, ...] = DEFAULT_LEVELS,
         true = per_level(xb.conductances(t)[0].reshape(cfg.n_devices, n_lv, -1))
         noisy = per_level(xb.read_conductances(t)[0].reshape(cfg.n_devices, n_lv, -1))
         reads[t] = (true, noisy)
-    physical = cfg.preset == 'physical'
-    drift_on = cfg.preset != 'ideal' and cfg.drift
+    dev = xb.device
+    drift_on = dev.drift_on
     t_last = times[-1]
-    ratio_last = (t_last + cfg.t0) / cfg.t0 if physical else cfg.drift_t_ratio
+    ratio_last = dev.t_ratio(t_last)
     out_levels = []
     for i, g_hat in enumerate(levels):
         gh = torch.tensor(g_hat, dtype=torch.float64)
         g_t = g_hat * cfg.g_max
         err = g_prog[i] - g_t
-        prog_on = cfg.preset != 'ideal' and cfg.prog_noise
-        sig = float(device.sigma_prog(gh, cfg)) if prog_on else 0.0
+        sig = float(device.sigma_prog(gh, cfg)) if dev.prog_noise_on else 0.0
         sd_meas = float(err.std())
         # paper_code shares one draw by the N devices of a weight: n / N independent samples
-        n_ind = n // cfg.n_devices if cfg.preset == 'paper_code' else n
+        n_ind = n // cfg.n_devices if dev.per_weight_draws else n
         row: dict[str, Any] = {
             'g_hat': g_hat, 'g_target': g_t,
             'prog_sd': _stat(sd_meas, censored_normal_sd(g_t, sig, 0.0, cfg.g_max),
@@ -153,30 +152,18 @@ def characterize(cfg: PCMConfig, *, levels: tuple[float, ...] = DEFAULT_LEVELS,
         for t in times:
             true, noisy = reads[t][0][i], reads[t][1][i]
             resid = noisy - true
-            model_sd = _model_read_sd(true, g_prog[i], t, cfg)
+            sd_dev = dev.read_noise_sd(true, t, g_prog=g_prog[i])
+            model_sd = float(torch.sqrt((sd_dev * sd_dev).mean()))  # RMS over the devices
             rs = float(resid.std())
             row['read_sd'].append({'t': t, **_stat(rs, model_sd, rs / math.sqrt(2 * (n - 1)))})
-            ratio = (t + cfg.t0) / cfg.t0 if physical else cfg.drift_t_ratio
-            model_drift = folded_normal_mgf(mu_nu, sd_nu, math.log(ratio)) if drift_on else 1.0
+            model_drift = (folded_normal_mgf(mu_nu, sd_nu, math.log(dev.t_ratio(t)))
+                           if drift_on else 1.0)
             fac = true / g_prog[i].mean()
             row['drift_mean'].append({'t': t, **_stat(
                 float(fac.mean()), model_drift, float(fac.std()) / math.sqrt(n_ind))})
         out_levels.append(row)
     return {'preset': cfg.preset, 'g_max': cfg.g_max, 'n_devices': cfg.n_devices,
             'devices_per_level': n, 'times': list(times), 'levels': out_levels}
-
-
-def _model_read_sd(true: torch.Tensor, g_prog: torch.Tensor, t: float, cfg: PCMConfig) -> float:
-    """RMS over devices of the 1/f read-noise SD formula [µS] at read time ``t``."""
-    if cfg.preset == 'ideal' or not cfg.read_noise:
-        return 0.0
-    if cfg.preset == 'paper_code':
-        sd = true * device.q_s_micro(true, cfg) * device.read_noise_log_term(
-            cfg.read_noise_t, cfg, paper_code=True)
-    else:
-        sd = true * device.q_s_hat(g_prog / cfg.g_max, cfg) * device.read_noise_log_term(
-            t + cfg.t0, cfg, paper_code=False)
-    return float(torch.sqrt((sd * sd).mean()))
 
 
 def _fmt_t(t: float) -> str:

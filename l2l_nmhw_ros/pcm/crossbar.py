@@ -10,7 +10,10 @@ devices are never programmed (0 µS). An MVM over several tiles is the digital s
 partial outputs, which is the same as one MVM of the whole padded matrix (the read noise of the
 partial sums is independent and Gaussian, so it adds in variance exactly as the fast path does).
 
-Time modes (``cfg.preset``):
+The device physics (programming noise, deployment jitter, drift, read noise, device counting)
+is ``Crossbar.device``, the preset's :class:`~l2l_nmhw_ros.pcm.device_model.DeviceModel` (the
+same object type :class:`~l2l_nmhw_ros.pcm.model.PCMModel` uses); the crossbar keeps the device
+state and the clock. Time modes (``cfg.preset``):
 
 ``physical``
     drift ``g(t) = g_prog · ((t − t_prog + t0) / t0)^(−ν)`` per device on the emulator clock
@@ -22,12 +25,16 @@ Time modes (``cfg.preset``):
     the paper code's conventions on the device level: fixed drift ratio t/t0 = ``drift_t_ratio``
     (32) whatever the clock, read noise ``σ = g · Q_s(g in µS) · sqrt(ln((32 + t_read)/t_read))``
     per device, and programming noise, deployment jitter and ν drawn **once per weight** and shared
-    by its N devices (the code draws them per weight value). Unlike :class:`PCMModel` the crossbar
-    clips targets before programming (a device cannot hold more than g_max), so the code's
-    unclipped-target quirk is not reproduced here, and drift acts on the programmed (noisy)
-    conductance, not on the target.
+    by its N devices (the code draws them per weight value). Two differences to
+    :class:`PCMModel`, which follows the code on the weight value: the crossbar clips every target
+    to ±w_max before programming (a device cannot hold more than g_max), so the code's quirk (a
+    target |w| > w_max loses its excess again: the batched model deploys w = 2 as ≈ 0 and 1.1 as
+    ≈ 0.83, the crossbar both as ≈ 0.84) is not reproduced here; and drift acts on the programmed
+    (noisy or jittered) conductance, not on the target (a second-order difference,
+    noise × (1 − 32^−ν)).
 ``ideal``
-    no noise, no drift: reads give exactly the clipped weights.
+    ideal devices: no noise, no drift; reads give exactly the stored targets clip(w, ±w_max)
+    (``PCMModel``'s ideal preset does not clip; within ±w_max the two agree exactly).
 
 Optional global drift compensation (``drift_compensation``): outputs are rescaled by
 α(t) = Σ g_prog / Σ g(t) over all devices, i.e. a reference read of the whole array right after
@@ -52,8 +59,8 @@ import torch
 from l2l_nmhw_ros.config import PCMConfig, from_dict, to_dict
 from l2l_nmhw_ros.errors import CheckpointError, ConfigError, ShapeError
 from l2l_nmhw_ros.fileio import atomic_write
-from l2l_nmhw_ros.pcm import device
 from l2l_nmhw_ros.pcm._checks import broadcast_batch, check_tensor, check_time
+from l2l_nmhw_ros.pcm.device_model import device_model
 from l2l_nmhw_ros.pcm.model import matmul_rows, quantize_delta
 
 __all__ = ['FORMAT_VERSION', 'STATE_CONFIG_FIELDS', 'Crossbar', 'state_config_hash']
@@ -107,8 +114,7 @@ class Crossbar:
     def __init__(self, cfg: PCMConfig, n_post: int, n_pre: int,
                  generator_or_seed: torch.Generator | int | None = None, *,
                  dtype: torch.dtype = torch.float32) -> None:
-        if not isinstance(cfg, PCMConfig):
-            raise ValueError(f'cfg: expected a PCMConfig, got {type(cfg).__name__}')
+        self.device = device_model(cfg)
         for name, v in (('n_post', n_post), ('n_pre', n_pre)):
             if isinstance(v, bool) or not isinstance(v, int) or v < 1:
                 raise ValueError(f'{name}: expected a positive int, got {v!r}')
@@ -128,13 +134,18 @@ class Crossbar:
         self._w_target = torch.zeros(shape[2:], dtype=dtype)
         self._version = 0
         self._cache: tuple[tuple[int, float | None], torch.Tensor, torch.Tensor] | None = None
-        self._q_s_cache: tuple[int, torch.Tensor] | None = None
 
     # ---- accessors ----------------------------------------------------------------------------
     @property
     def shape(self) -> tuple[int, int]:
         """(n_post, n_pre) of the stored weight matrix."""
         return (self.n_post, self.n_pre)
+
+    @property
+    def exact_reads(self) -> bool:
+        """True when :meth:`mvm` is the exact product of :meth:`effective_weights` (``ideal``
+        preset or ``read_noise`` off)."""
+        return self.device.exact_reads
 
     def _crop(self, x: torch.Tensor) -> torch.Tensor:
         return x[..., :self.n_post, :self.n_pre]
@@ -170,20 +181,27 @@ class Crossbar:
         """Last target weights written (the controller's digital copy) [1], (n_post, n_pre)."""
         return self._crop(self._w_target).clone()
 
-    # ---- device physics -----------------------------------------------------------------------
+    # ---- device state over time (the physics is self.device's) ------------------------------
     def _dt(self, t: float) -> torch.Tensor:
         """Time since programming per device [s], ≥ 0, float64."""
         return torch.clamp(t - self._t_prog, min=0.0)
 
-    def _drift_factors(self, t: float) -> torch.Tensor:
-        cfg = self.cfg
-        if cfg.preset == 'ideal' or not cfg.drift:
-            return torch.ones_like(self._g_prog)
-        if cfg.preset == 'paper_code':
-            return device.drift_factor(self._nu, cfg.drift_t_ratio)
-        # (t/t0)^-nu = exp(-nu ln((dt + t0)/t0)), the log in float64 (dt may be large)
-        log_ratio = torch.log1p(self._dt(t) / cfg.t0).to(self.dtype)
-        return torch.exp(-self._nu * log_ratio)
+    def _t_since(self, t: float) -> torch.Tensor | float:
+        """Time since programming to hand the device model: per device when it has a clock,
+        else 0.0 (ignored by the clock-free presets)."""
+        return self._dt(t) if self.device.clocked else 0.0
+
+    def _g_at(self, t_since: torch.Tensor | float) -> torch.Tensor:
+        """Noise-free conductance [µS] of every (padded) device ``t_since`` after programming."""
+        return self._g_prog * self.device.drift_factor(self._nu, t_since)
+
+    def _scale(self, alpha: float = 1.0) -> float:
+        """Weight units per µS of the summed devices of one polarity: α·w_max/(g_max N)."""
+        return alpha * self.cfg.w_max / self.cfg.g_max / self.cfg.n_devices
+
+    def _weights_of(self, g: torch.Tensor, alpha: float = 1.0) -> torch.Tensor:
+        """Weights [1] of padded device conductances [µS]: α·w_max·(ΣG+ − ΣG−)/(N g_max)."""
+        return (g[_POS].sum(0) - g[_NEG].sum(0)) * self._scale(alpha)
 
     def conductances(self, t: float) -> torch.Tensor:
         """Return the noise-free conductance of every device at time ``t`` [µS].
@@ -198,7 +216,7 @@ class Crossbar:
             ValueError: ``t`` not a finite number.
         """
         t = check_time('t', t)
-        return self._crop(self._g_prog * self._drift_factors(t))
+        return self._crop(self._g_at(self._t_since(t)))
 
     def read_conductances(self, t: float, generator: torch.Generator | None = None
                           ) -> torch.Tensor:
@@ -214,55 +232,33 @@ class Crossbar:
         """
         t = check_time('t', t)
         gen = generator if generator is not None else self.generator
-        g_t = self._g_prog * self._drift_factors(t)
-        sd = self._device_read_sd(g_t, t)
+        t_since = self._t_since(t)
+        g_t = self._g_at(t_since)
+        sd = self.device.read_noise_sd(g_t, t_since, g_prog=self._g_prog)
         xi = torch.randn(g_t.shape, generator=gen, dtype=self.dtype)
         return self._crop(g_t + sd * xi)
 
-    def _device_read_sd(self, g_t: torch.Tensor, t: float) -> torch.Tensor:
-        """Read-noise SD of every (padded) device [µS] for conductances ``g_t`` at time ``t``."""
-        cfg = self.cfg
-        if cfg.preset == 'ideal' or not cfg.read_noise:
-            return torch.zeros_like(g_t)
-        if cfg.preset == 'paper_code':
-            log_term = device.read_noise_log_term(cfg.read_noise_t, cfg, paper_code=True)
-            return g_t * device.q_s_micro(g_t, cfg) * log_term
-        t_read = cfg.t_read
-        t_since = self._dt(t) + cfg.t0
-        log_term = torch.sqrt(torch.clamp(torch.log((t_since + t_read) / (2.0 * t_read)), min=0.0))
-        return g_t * self._q_s() * log_term.to(self.dtype)
-
-    def _q_s(self) -> torch.Tensor:
-        """Q_s(ĝ_prog) of every device (physical preset), cached per state version."""
-        if self._q_s_cache is None or self._q_s_cache[0] != self._version:
-            self._q_s_cache = (self._version, device.q_s_hat(self._g_prog / self.cfg.g_max,
-                                                                self.cfg))
-        return self._q_s_cache[1]
-
     def _alpha(self, g_t: torch.Tensor) -> float:
-        cfg = self.cfg
-        if not cfg.drift_compensation or cfg.preset == 'ideal' or not cfg.drift:
+        if not (self.cfg.drift_compensation and self.device.drift_on):
             return 1.0
         now = float(g_t.sum())
         return float(self._g_prog.sum()) / now if now > 0 else 1.0
 
     def _read_state(self, t: float) -> tuple[torch.Tensor, torch.Tensor]:
         """Return (w_eff, read-noise variance), (n_post, n_pre), cached per (version, t)."""
-        key = (self._version, None if self.cfg.preset != 'physical' else t)
+        key = (self._version, t if self.device.clocked else None)
         if self._cache is not None and self._cache[0] == key:
             return self._cache[1], self._cache[2]
-        cfg = self.cfg
-        n = cfg.n_devices
-        if cfg.preset == 'ideal':  # the devices hold the targets exactly: no float round trip
+        if self.device.ideal:  # the devices hold the targets exactly: no float round trip
             w = self._crop(self._w_target).contiguous()
             self._cache = (key, w, torch.zeros_like(w))
             return self._cache[1], self._cache[2]
-        g_t = self._g_prog * self._drift_factors(t)
+        t_since = self._t_since(t)
+        g_t = self._g_at(t_since)
         alpha = self._alpha(g_t)
-        scale = alpha * cfg.w_max / cfg.g_max
-        w = (g_t[_POS].sum(0) - g_t[_NEG].sum(0)) * (scale / n)
-        sd_dev = self._device_read_sd(g_t, t)
-        var = (sd_dev * sd_dev).sum(dim=(0, 1)) * (scale / n) ** 2
+        w = self._weights_of(g_t, alpha)
+        sd_dev = self.device.read_noise_sd(g_t, t_since, g_prog=self._g_prog)
+        var = (sd_dev * sd_dev).sum(dim=(0, 1)) * self._scale(alpha) ** 2
         w, var = self._crop(w).contiguous(), self._crop(var).contiguous()
         self._cache = (key, w, var)
         return w, var
@@ -270,7 +266,7 @@ class Crossbar:
     def drift_compensation_factor(self, t: float) -> float:
         """Return α(t) = Σ g_prog / Σ g(t) applied to the outputs (1 when compensation is off)."""
         t = check_time('t', t)
-        return self._alpha(self._g_prog * self._drift_factors(t))
+        return self._alpha(self._g_at(self._t_since(t)))
 
     def effective_weights(self, t: float) -> torch.Tensor:
         """Return the weights a noise-free read at ``t`` gives (drift and compensation included).
@@ -322,7 +318,7 @@ class Crossbar:
         w, var_w = self._read_state(t)
         x = x.to(self.dtype)
         y = x @ w.T
-        if self.cfg.preset == 'ideal' or not self.cfg.read_noise:
+        if self.device.exact_reads:
             return y
         if per_device:
             return y + self._per_device_noise(x, t, gen)
@@ -332,15 +328,15 @@ class Crossbar:
 
     def _per_device_noise(self, x: torch.Tensor, t: float,
                           gen: torch.Generator) -> torch.Tensor:
-        cfg = self.cfg
-        g_t = self._g_prog * self._drift_factors(t)
+        t_since = self._t_since(t)
+        g_t = self._g_at(t_since)
         alpha = self._alpha(g_t)
-        sd_dev = self._crop(self._device_read_sd(g_t, t))
+        sd_dev = self._crop(self.device.read_noise_sd(g_t, t_since, g_prog=self._g_prog))
         batch = x.shape[:-1]
         xi = torch.randn(batch + sd_dev.shape, generator=gen, dtype=self.dtype)
         noise_g = sd_dev * xi  # (..., 2, N, n_post, n_pre)
         dw = (noise_g[..., _POS, :, :, :].sum(-3) - noise_g[..., _NEG, :, :, :].sum(-3)) * (
-            alpha * cfg.w_max / cfg.g_max / cfg.n_devices)
+            self._scale(alpha))
         broadcast_batch('x', batch, 'noise', dw.shape[:-2])
         return matmul_rows(x, dw)
 
@@ -348,39 +344,16 @@ class Crossbar:
     def _program(self, sel: torch.Tensor, w_new: torch.Tensor, t: float, *,
                  deploy: bool) -> int:
         """Program the weights selected by ``sel`` (padded (P, Q) bool) to targets ``w_new``
-        (padded, clipped). Returns the number of devices written."""
-        cfg = self.cfg
-        gen = self.generator
-        shape = self._g_prog.shape
-        dtype = self.dtype
-        if deploy and cfg.preset == 'paper_code' and cfg.prog_noise and cfg.deploy_jitter > 0:
-            u = torch.rand(w_new.shape, generator=gen, dtype=dtype) * 2.0 - 1.0
-            w_new = torch.clamp(w_new + u * cfg.deploy_jitter * (w_new != 0), -cfg.w_max,
-                                cfg.w_max)
-        s_old = torch.sign(self._w_target)
-        s_new = torch.sign(w_new)
-        g_hat = (w_new.abs() / cfg.w_max).expand(shape)
-        g = g_hat * cfg.g_max
-        noisy = cfg.preset != 'ideal' and cfg.prog_noise and not (
-            deploy and cfg.preset == 'paper_code')
-        if noisy:
-            if cfg.preset == 'paper_code':  # one draw per weight, shared by its devices
-                xi = torch.randn(shape[2:], generator=gen, dtype=dtype).expand(shape)
-            else:
-                xi = torch.randn(shape, generator=gen, dtype=dtype)
-            g = torch.clamp(g + device.sigma_prog(g_hat, cfg) * xi, 0.0, cfg.g_max)
-        if cfg.preset != 'ideal' and cfg.drift:
-            if cfg.preset == 'paper_code':
-                nu = device.sample_nu(g_hat[0, 0], cfg, gen).expand(shape)
-            else:
-                nu = device.sample_nu(g_hat, cfg, gen)
-        else:
-            nu = torch.zeros(shape, dtype=dtype)
-        sign = torch.tensor([1.0, -1.0], dtype=dtype).view(2, 1, 1, 1)
-        prog = sel & (s_new == sign)  # (2, 1, P, Q): devices SET to a new target
-        reset = sel & (s_old == sign) & (s_new != sign)  # devices RESET to 0 µS
-        write = (prog | reset).expand(shape)
-        prog = prog.expand(shape)
+        (padded, clipped) with the device model. Returns the number of devices written."""
+        dev, shape = self.device, self._g_prog.shape
+        jitter = dev.deployment_jitter(w_new, self.generator) if deploy else None
+        if jitter is not None:
+            w_new = torch.clamp(w_new + jitter, -self.cfg.w_max, self.cfg.w_max)
+        g, nu = dev.program_devices(w_new.abs() / self.cfg.w_max, shape, self.generator,
+                                    deploy=deploy)
+        set_mask, reset_mask = dev.write_masks(self._w_target, w_new, sel)
+        prog = set_mask.unsqueeze(1).expand(shape)  # devices SET to a new target
+        write = (set_mask | reset_mask).unsqueeze(1).expand(shape)  # ... or RESET to 0 µS
         self._g_prog = torch.where(prog, g, torch.where(write, 0.0, self._g_prog))
         self._nu = torch.where(prog, nu, torch.where(write, 0.0, self._nu))
         self._t_prog = torch.where(write, t, self._t_prog)
@@ -496,14 +469,15 @@ class Crossbar:
         sign flips or the weight becomes 0. No rounding here (:meth:`update` rounds first).
 
         Args:
-            dq: update [1], shape (n_post, n_pre).
-            t: emulator time [s].
+            dq: update on the ``delta_w_step`` grid [1], shape (n_post, n_pre).
+            t: emulator time [s]; becomes ``t_prog`` of the written devices.
 
         Returns:
-            Number of devices written (N per changed weight, 2N for a sign flip).
+            Number of devices written, counted by the device model (N per changed weight, 2N
+            for a sign flip).
 
         Raises:
-            ValueError: ``dq`` not floating point or not finite, ``t`` not finite.
+            ValueError: ``dq`` not floating point or not finite, or ``t`` not finite;
             ShapeError: ``dq`` not (n_post, n_pre).
         """
         self._check_matrix('dq', dq)
@@ -514,12 +488,10 @@ class Crossbar:
             sel = dq != 0
             if not bool(sel.any()):
                 return 0
-            if cfg.preset == 'ideal':
+            if self.device.ideal:  # the devices hold the targets exactly
                 w_read = self._w_target
             else:
-                g_t = self._g_prog * self._drift_factors(t)
-                w_read = (g_t[_POS].sum(0) - g_t[_NEG].sum(0)) * (cfg.w_max / cfg.g_max
-                                                                    / cfg.n_devices)
+                w_read = self._weights_of(self._g_at(self._t_since(t)))
             w_new = torch.clamp(w_read + dq, -cfg.w_max, cfg.w_max)
             return self._program(sel, w_new, t, deploy=False)
 

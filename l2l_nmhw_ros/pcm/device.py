@@ -1,9 +1,10 @@
 """PCM device statistics: programming noise, drift exponent, drift law and 1/f read noise.
 
 Pure torch functions of the normalised conductance ``g_hat = g / g_max`` (or of ``g`` in µS
-where the formula says so). Each function evaluates one published formula; the crossbar and the
-functional model compose them. Their callers sample them under ``no_grad``: device noise enters
-the computational graph straight-through (see :mod:`l2l_nmhw_ros.pcm.model`).
+where the formula says so). Each function evaluates one published formula (the fits live here
+only); the per-preset device models of :mod:`l2l_nmhw_ros.pcm.device_model` compose them, and the
+crossbar and the functional model use those. Noise is sampled under ``no_grad``: device noise
+enters the computational graph straight-through (see :mod:`l2l_nmhw_ros.pcm.model`).
 
 References:
     Nandakumar et al., "Phase-change memory models for deep learning training and inference",
@@ -22,8 +23,8 @@ import torch
 from l2l_nmhw_ros.config import PCMConfig
 
 __all__ = [
-    'G_HAT_EPS', 'G_EPS', 'Q_S_DENOM_EPS', 'drift_factor', 'nu_mean', 'nu_std', 'q_s_hat',
-    'q_s_micro', 'read_noise_log_term', 'sample_nu', 'sigma_prog',
+    'G_HAT_EPS', 'G_EPS', 'Q_S_DENOM_EPS', 'drift_factor', 'drift_factor_since', 'nu_mean',
+    'nu_std', 'q_s_hat', 'q_s_micro', 'read_noise_log_term', 'sample_nu', 'sigma_prog',
 ]
 
 #: Floor of ``g_hat`` before ``log`` in the ν statistics (aihwkit ``_ZERO_CLIP`` = 1e-7). Below it
@@ -88,18 +89,10 @@ def nu_mean(g_hat: torch.Tensor, cfg: PCMConfig) -> torch.Tensor:
 
 
 def nu_std(g_hat: torch.Tensor, cfg: PCMConfig) -> torch.Tensor:
-    """Return the SD of the drift exponent σ_ν = clip(a ln ĝ + b, lo, hi) (a, b = −0.0125,
-    −0.0059; bounds 0.008, 0.045), with ĝ floored at :data:`G_HAT_EPS`.
-
-    Args:
-        g_hat: target conductance / g_max [1], any shape.
-        cfg: the ``pcm`` configuration (``nu_std_coeffs``, ``nu_std_bounds``).
-
-    Returns:
-        σ_ν [1], shape of ``g_hat``.
-
-    References:
-        Nandakumar et al., ICECS 2019; aihwkit ``generate_drift_coefficients``.
+    """Return the SD of the drift exponent σ_ν [1], shape of ``g_hat`` (target conductance /
+    g_max [1], any shape): clip(a ln ĝ + b, lo, hi) with a, b = ``cfg.nu_std_coeffs`` (−0.0125,
+    −0.0059) and lo, hi = ``cfg.nu_std_bounds`` (0.008, 0.045), ĝ floored at :data:`G_HAT_EPS`.
+    Source as :func:`nu_mean` (Nandakumar et al., ICECS 2019; aihwkit).
     """
     return _clipped_log_fit(g_hat, cfg.nu_std_coeffs, cfg.nu_std_bounds)
 
@@ -138,6 +131,27 @@ def drift_factor(nu: torch.Tensor, t_ratio: torch.Tensor | float) -> torch.Tenso
     return torch.pow(torch.clamp(t_ratio, min=1.0), -nu)
 
 
+def drift_factor_since(nu: torch.Tensor, dt: torch.Tensor, t0: float) -> torch.Tensor:
+    """Return the drift factor ((Δt + t0) / t0)^(−ν) of devices programmed Δt ago.
+
+    The same law as :func:`drift_factor` at t/t0 = (Δt + t0)/t0 (aihwkit convention: 1 right
+    after programming), evaluated as exp(−ν · log1p(Δt / t0)) with the log in the precision of
+    ``dt`` (float64 per-device ages stay exact for Δt ≪ t0 and for days).
+
+    Args:
+        nu: drift exponent [1], any shape.
+        dt: time since programming Δt ≥ 0 [s], float64, broadcastable to ``nu``.
+        t0: drift reference time [s] (``cfg.t0``, 20 s).
+
+    Returns:
+        factor in (0, 1], broadcast shape, dtype of ``nu``.
+
+    References:
+        aihwkit ``PCMLikeNoiseModel.apply_drift_noise_to_conductance``.
+    """
+    return torch.exp(-nu * torch.log1p(dt / t0).to(nu.dtype))
+
+
 def q_s_hat(g_hat: torch.Tensor, cfg: PCMConfig) -> torch.Tensor:
     """Return aihwkit's 1/f noise magnitude Q_s(ĝ) = min(a / max(ĝ^b, 1e-3), c).
 
@@ -164,8 +178,15 @@ def q_s_micro(g: torch.Tensor, cfg: PCMConfig) -> torch.Tensor:
     return torch.clamp(a / torch.pow(torch.clamp(g.abs(), min=G_EPS), b), max=c)
 
 
-def read_noise_log_term(t: float, cfg: PCMConfig, *, paper_code: bool) -> float:
+def read_noise_log_term(t: float | torch.Tensor, cfg: PCMConfig, *,
+                        paper_code: bool) -> float | torch.Tensor:
     """Return sqrt(ln((t + t_read) / (2 t_read))) (aihwkit) or sqrt(ln((t + t_read) / t_read))
-    (paper code) for a read at time ``t`` [s] (0 where the log is negative, t < t_read)."""
+    (paper code) for a read at time ``t`` [s] (0 where the log is negative, t < t_read).
+
+    ``t`` is a float (one read time: a float comes back) or a tensor (per device, e.g. float64
+    ages: a tensor of its shape and dtype comes back); the formula is the same.
+    """
     denom = cfg.t_read if paper_code else 2.0 * cfg.t_read
+    if isinstance(t, torch.Tensor):
+        return torch.sqrt(torch.clamp(torch.log((t + cfg.t_read) / denom), min=0.0))
     return math.sqrt(max(math.log((t + cfg.t_read) / denom), 0.0))

@@ -9,7 +9,10 @@ side (w < 0); the other side is RESET (0 µS); a read averages the N devices of 
 ``w = w_max · (mean(G+) − mean(G−)) / g_max``. Devices whose target is 0 µS are RESET and carry no
 noise (as in the paper code, which adds noise only to the active polarity).
 
-Presets (``cfg.preset``):
+Presets (``cfg.preset``): the device physics of each is the preset's
+:class:`~l2l_nmhw_ros.pcm.device_model.DeviceModel` (``PCMModel.device``), the same object type
+:class:`~l2l_nmhw_ros.pcm.crossbar.Crossbar` uses; this class adds the batched, clock-free and
+differentiable interface.
 
 ``paper_code``
     Reproduces ``online_learning_robot/module/pcm.py::PCMNoise`` of Ortner et al. 2025:
@@ -19,17 +22,22 @@ Presets (``cfg.preset``):
     U(−a, a) instead of programming noise, and read noise uses Q_s(g) with g in µS,
     ln((t + t_read)/t_read) at t = ``read_noise_t`` (32) and a factor 1/sqrt(N) (N = 2 devices
     averaged). The code's noise terms are differences to the *unclipped* target, so a target
-    |w| > w_max loses its excess again (quirk kept on purpose: the published checkpoint has 10.8 %
-    of |W_in| > 1 and was meta-trained with it; see docs/pcm.md).
+    |w| > w_max loses its excess again: without noise and drift w_eff = clip(2·clip(w) − w)
+    (1.1 → 0.9, 2 → 0); with drift, w = 1.1 gives about 0.83 and w = 2 about 0, where the
+    crossbar (which clips the target first) gives about 0.84 for both. Quirk kept on purpose: the
+    published checkpoint has 10.8 % of |W_in| > 1 and was meta-trained with it (docs/pcm.md).
 ``physical``
     aihwkit's PCMLikeNoiseModel per device: each of the N devices of the active polarity gets its
     own programming noise and drift exponent ν; drift and read noise are evaluated at
     ``t_inference`` seconds after programming, i.e. t/t0 = (t_inference + t0)/t0; Q_s(ĝ) with
     ĝ = g/g_max; ln((t + t_read)/(2 t_read)); the average of N devices divides every independent
-    noise SD by sqrt(N). No jitter, no quirk (targets are clipped first).
+    noise SD by sqrt(N). No jitter, no quirk (targets are clipped first). Q_s is evaluated at the
+    read conductance |w_eff|·g_max/w_max (no per-device g_prog here; the crossbar uses g_prog as
+    aihwkit does, ≈ 1.1× less read noise at t/t0 = 32).
 ``ideal``
-    The paper code's noise-free ``PCM`` class: deploy is the identity (no clipping), reprogram is
-    w + quantize(ΔW), reads are exact. ΔW quantisation still applies (``delta_w_step``).
+    Ideal devices, as the paper code's noise-free ``PCM`` class: deploy is the identity (no
+    clipping, unlike the crossbar), reprogram is w + quantize(ΔW), reads are exact. ΔW
+    quantisation still applies (``delta_w_step``).
 
 Gradients: device noise is sampled under ``no_grad`` and enters straight-through, as do clipping
 and quantisation; each method states its gradient. (The paper code lets the drift factor through
@@ -49,8 +57,8 @@ import torch
 
 from l2l_nmhw_ros.config import PCMConfig
 from l2l_nmhw_ros.errors import ShapeError
-from l2l_nmhw_ros.pcm import device
 from l2l_nmhw_ros.pcm._checks import broadcast_batch, check_tensor
+from l2l_nmhw_ros.pcm.device_model import device_model
 
 __all__ = ['PCMModel', 'quantize_delta']
 
@@ -94,9 +102,14 @@ class PCMModel:
 
     Weights have shape (..., n_post, n_pre) in weight units; leading batch dims are allowed and
     broadcast. float32 by default; float64 works (noise is drawn in the input's dtype and device).
+    The device physics comes from :attr:`device`, the preset's
+    :class:`~l2l_nmhw_ros.pcm.device_model.DeviceModel` (the same one :class:`Crossbar` uses).
 
     Args:
         cfg: the ``pcm`` configuration section.
+
+    Raises:
+        ValueError: ``cfg`` is not a PCMConfig.
 
     Note:
         :meth:`mvm` caches the read-noise variance of the last ``w_eff`` it saw (same object,
@@ -105,86 +118,19 @@ class PCMModel:
     """
 
     def __init__(self, cfg: PCMConfig) -> None:
-        if not isinstance(cfg, PCMConfig):
-            raise ValueError(f'cfg: expected a PCMConfig, got {type(cfg).__name__}')
+        self.device = device_model(cfg)
         self.cfg = cfg
         self._sd_cache: tuple[weakref.ref[torch.Tensor], int, torch.Tensor] | None = None
 
-    # ---- switches -----------------------------------------------------------------------------
     @property
     def preset(self) -> str:
         """The preset name: ``paper_code``, ``physical`` or ``ideal``."""
-        return self.cfg.preset
-
-    def _on(self, flag: str) -> bool:
-        return self.cfg.preset != 'ideal' and bool(getattr(self.cfg, flag))
+        return self.device.name
 
     @property
-    def drift_t_ratio(self) -> float:
-        """t/t0 at which drift is evaluated: ``drift_t_ratio`` (paper_code) or
-        (t_inference + t0)/t0 (physical)."""
-        if self.cfg.preset == 'physical':
-            return (self.cfg.t_inference + self.cfg.t0) / self.cfg.t0
-        return self.cfg.drift_t_ratio
-
-    @property
-    def read_noise_time(self) -> float:
-        """Time t [s] in the 1/f read-noise term: ``read_noise_t`` (paper_code) or
-        t_inference + t0 (physical, aihwkit's t = t_inference + t0)."""
-        if self.cfg.preset == 'physical':
-            return self.cfg.t_inference + self.cfg.t0
-        return self.cfg.read_noise_t
-
-    # ---- device-level programming (no gradient) ----------------------------------------------
-    def _program_physical(self, w_target: torch.Tensor,
-                          generator: torch.Generator | None) -> torch.Tensor:
-        """Program clipped targets on N devices each (noise, ν per device); return the drifted
-        average read back in weight units. No gradient."""
-        cfg = self.cfg
-        n = cfg.n_devices
-        g_hat = w_target.abs() / cfg.w_max
-        g_t = (g_hat * cfg.g_max).unsqueeze(-1).expand(*g_hat.shape, n)
-        g_hat_d = g_hat.unsqueeze(-1).expand_as(g_t)
-        g = g_t
-        if self._on('prog_noise'):
-            xi = torch.randn(g_t.shape, generator=generator, dtype=g_t.dtype, device=g_t.device)
-            g = torch.clamp(g_t + device.sigma_prog(g_hat_d, cfg) * xi, 0.0, cfg.g_max)
-        if self._on('drift'):
-            nu = device.sample_nu(g_hat_d, cfg, generator)
-            g = g * device.drift_factor(nu, self.drift_t_ratio)
-        g = torch.where(g_t > 0, g, torch.zeros_like(g))  # RESET devices stay at 0
-        return torch.sign(w_target) * g.mean(-1) / cfg.g_max * cfg.w_max
-
-    def _paper_prog_delta(self, w: torch.Tensor, mask: torch.Tensor | None,
-                          generator: torch.Generator | None) -> torch.Tensor:
-        """Paper code ``program_noise``: (noisy clipped target on its polarity) − w, one draw per
-        weight, none where w = 0. No gradient."""
-        cfg = self.cfg
-        scale = cfg.g_max / cfg.w_max
-        g_t = w * scale
-        if not self._on('prog_noise'):
-            noise = torch.zeros_like(g_t)
-        else:
-            xi = torch.randn(g_t.shape, generator=generator, dtype=g_t.dtype, device=g_t.device)
-            noise = device.sigma_prog(g_t.abs() / cfg.g_max, cfg) * xi
-            if mask is not None:
-                noise = noise * mask
-        pos = torch.clamp(torch.clamp(g_t, min=0.0) + noise * (g_t > 0), 0.0, cfg.g_max)
-        neg = torch.clamp(torch.clamp(g_t, max=0.0) + noise * (g_t < 0), -cfg.g_max, 0.0)
-        return (pos + neg) / scale - w
-
-    def _paper_drift_delta(self, w: torch.Tensor, mask: torch.Tensor | None,
-                           generator: torch.Generator | None) -> torch.Tensor:
-        """Paper code ``drift_noise``: clip(w · (t/t0)^−ν) − w with one ν per weight drawn at
-        ĝ = |w|/w_max (ν = 0 outside the mask). No gradient."""
-        cfg = self.cfg
-        if not self._on('drift'):
-            return torch.clamp(w, -cfg.w_max, cfg.w_max) - w
-        nu = device.sample_nu(w.abs() / cfg.w_max, cfg, generator)
-        if mask is not None:
-            nu = nu * mask
-        w_drift = w * device.drift_factor(nu, self.drift_t_ratio)
-        return torch.clamp(w_drift, -cfg.w_max, cfg.w_max) - w
+    def exact_reads(self) -> bool:
+        """True when :meth:`mvm` is the exact product (``ideal`` preset or ``read_noise`` off)."""
+        return self.device.exact_reads
 
     # ---- public API ---------------------------------------------------------------------------
     def deploy(self, w: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
@@ -193,17 +139,19 @@ class PCMModel:
         - ``paper_code``: w_eff = clip(clip(w) + U(−a, a) + [clip(w·32^−ν) − w]) with a =
           ``deploy_jitter`` (0.01; on when ``prog_noise``; not on exact zeros, which are unused
           devices), ν per weight (on when ``drift``), no programming noise (paper code
-          ``PCMNoise.init_weights``).
-        - ``physical``: every device of the active polarity programmed with its own noise and ν,
-          read back at t_inference after programming (see module docstring).
-        - ``ideal``: identity.
+          ``PCMNoise.init_weights``). A target |w| > w_max loses its excess again (w = 1.1 gives
+          about 0.83 where the crossbar gives 0.84; w = 2 gives about 0; see
+          :mod:`l2l_nmhw_ros.pcm.device_model`).
+        - ``physical``: every device of the active polarity programmed to clip(w) with its own
+          noise and ν, read back at t_inference after programming (see module docstring).
+        - ``ideal``: identity (no clipping; the crossbar clips to ±w_max).
 
         Args:
             w: weights [1], shape (..., n_post, n_pre).
             generator: random generator (``None``: torch's default generator).
 
         Returns:
-            w_eff [1], shape of ``w``, within ±w_max except in ``ideal``.
+            w_eff [1], shape of ``w``, within ±w_max except in ``ideal`` (there ``w`` itself).
 
         Gradient: straight-through, d w_eff / d w = 1 (noise, drift and clipping pass).
 
@@ -212,23 +160,10 @@ class PCMModel:
             ShapeError: ``w`` has fewer than 2 dims.
         """
         check_tensor('w', w, min_dim=2)
-        cfg = self.cfg
-        if cfg.preset == 'ideal':
+        if self.device.ideal:  # exact devices, no clipping: the weights themselves
             return w
         with torch.no_grad():
-            wd = w.detach()
-            if cfg.preset == 'physical':
-                value = self._program_physical(torch.clamp(wd, -cfg.w_max, cfg.w_max), generator)
-            else:
-                jitter = torch.zeros_like(wd)
-                if self._on('prog_noise') and cfg.deploy_jitter > 0:
-                    u = torch.rand(wd.shape, generator=generator, dtype=wd.dtype,
-                                   device=wd.device)
-                    # unused devices (w = 0: padding, the w_rec diagonal) stay RESET
-                    jitter = (2.0 * u - 1.0) * cfg.deploy_jitter * (wd != 0)
-                value = torch.clamp(torch.clamp(wd, -cfg.w_max, cfg.w_max) + jitter
-                                    + self._paper_drift_delta(wd, None, generator),
-                                    -cfg.w_max, cfg.w_max)
+            value = self.device.deploy_weights(w.detach(), generator)
         return _straight_through(w, value)
 
     def quantize(self, delta_w: torch.Tensor,
@@ -291,34 +226,14 @@ class PCMModel:
             raise ShapeError(f'delta_w: expected (..., {w_eff.shape[-2]}, {w_eff.shape[-1]}) like '
                              f'w_eff, got {tuple(delta_w.shape)}')
         broadcast_batch('w_eff', w_eff.shape[:-2], 'delta_w', delta_w.shape[:-2])
-        cfg = self.cfg
         dq = self.quantize(delta_w, generator)
         w_t = w_eff + dq
         with torch.no_grad():
             wd = w_t.detach()
             mask = (dq.detach() != 0).expand_as(wd)
-            maskf = mask.to(wd.dtype)
-            if cfg.preset == 'ideal':
-                value = wd
-            elif cfg.preset == 'physical':
-                target = torch.clamp(wd, -cfg.w_max, cfg.w_max)
-                value = torch.where(mask, self._program_physical(target, generator), wd)
-            else:
-                value = torch.clamp(torch.clamp(wd, -cfg.w_max, cfg.w_max)
-                                    + self._paper_prog_delta(wd, maskf, generator)
-                                    + self._paper_drift_delta(wd, maskf, generator),
-                                    -cfg.w_max, cfg.w_max)
-                # unmasked entries: the code's formula is the identity up to float rounding
-                value = torch.where(mask, value, torch.clamp(wd, -cfg.w_max, cfg.w_max))
-            n_programmed = self._count_programmed(w_eff.detach().expand_as(wd), wd, mask)
+            value = self.device.reprogram_weights(wd, mask, generator)
+            n_programmed = self.device.devices_written(w_eff.detach().expand_as(wd), wd, mask)
         return _straight_through(w_t, value), n_programmed
-
-    def _count_programmed(self, w_old: torch.Tensor, w_new: torch.Tensor,
-                          mask: torch.Tensor) -> torch.Tensor:
-        s_old = torch.sign(w_old)
-        s_new = torch.sign(torch.clamp(w_new, -self.cfg.w_max, self.cfg.w_max))
-        per_weight = (s_new != 0).long() + ((s_old != 0) & (s_old != s_new)).long()
-        return (per_weight * mask.long()).sum(dim=(-2, -1)) * self.cfg.n_devices
 
     def read_noise_sd(self, w_eff: torch.Tensor) -> torch.Tensor:
         """Return the read-noise SD of every weight [1] (weight units), no gradient.
@@ -338,13 +253,10 @@ class PCMModel:
         cfg = self.cfg
         with torch.no_grad():
             wd = w_eff.detach()
-            if not self._on('read_noise'):
+            if self.device.exact_reads:
                 return torch.zeros_like(wd)
             g = torch.clamp(wd.abs(), max=cfg.w_max) * (cfg.g_max / cfg.w_max)
-            paper = cfg.preset == 'paper_code'
-            q_s = device.q_s_micro(g, cfg) if paper else device.q_s_hat(g / cfg.g_max, cfg)
-            log_term = device.read_noise_log_term(self.read_noise_time, cfg, paper_code=paper)
-            sigma_g = g * q_s * (log_term / math.sqrt(cfg.n_devices))
+            sigma_g = self.device.read_noise_sd(g, cfg.t_inference, n_averaged=cfg.n_devices)
             return sigma_g * (cfg.w_max / cfg.g_max)
 
     def _cached_var(self, w_eff: torch.Tensor) -> torch.Tensor:
@@ -397,7 +309,7 @@ class PCMModel:
             # one cheap check on the output (NaN/inf in x or w_eff reach it); name the culprit
             check_tensor('x', x)
             check_tensor('w_eff', w_eff)
-        if not self._on('read_noise'):
+        if self.device.exact_reads:
             return y
         with torch.no_grad():
             var_w = self._cached_var(w_eff)
