@@ -34,15 +34,16 @@ from l2l_nmhw_ros.arm.kinematics import (JOINT_NAMES, forward_kinematics, invers
                                          load_joint_limits, safe_limits)
 from l2l_nmhw_ros.config import L2LConfig, from_dict, to_dict
 from l2l_nmhw_ros.errors import CheckpointError, ConfigError, L2LError, ShapeError
+from l2l_nmhw_ros.l2l import checkpoint
 from l2l_nmhw_ros.l2l.checkpoint import target_code as checkpoint_target_code
 from l2l_nmhw_ros.l2l.inner import lsg_inputs
 from l2l_nmhw_ros.l2l.tasks import minimum_jerk
 from l2l_nmhw_ros.share import find_share
 from l2l_nmhw_ros.snn.lsg import run_lsg
 
-__all__ = ['LEARNING_PCM_KEYS', 'NETWORK_SECTIONS', 'Demonstration', 'Evaluation', 'ReachPlanner',
-           'UnreachableTarget', 'evaluate', 'network_config', 'pcm_differences',
-           'resolve_checkpoint']
+__all__ = ['LEARNING_PCM_KEYS', 'NETWORK_SECTIONS', 'Demonstration', 'Evaluation',
+           'LoadedCheckpoint', 'ReachPlanner', 'UnreachableTarget', 'evaluate', 'load_checkpoint',
+           'network_config', 'pcm_differences', 'resolve_checkpoint']
 
 #: config sections that belong to the meta-learned network: taken from the checkpoint
 NETWORK_SECTIONS = ('trainee', 'lsg', 'eprop', 'task')
@@ -139,6 +140,43 @@ def network_config(cfg: L2LConfig, metadata: Mapping[str, Any]) -> tuple[L2LConf
         return from_dict(merged), diffs
     except ConfigError as exc:
         raise CheckpointError(f'checkpoint config not usable: {exc}') from exc
+
+
+@dataclasses.dataclass(frozen=True)
+class LoadedCheckpoint:
+    """A checkpoint as a node deploys it.
+
+    Attributes:
+        path: the checkpoint folder.
+        cfg: the caller's configuration with the checkpoint's network sections
+            (:func:`network_config`).
+        weights: the checkpoint's arrays (``trainee.*``, ``lsg.*``).
+        metadata: its metadata (``config``, ...).
+        network_differences: ``section.key: ours -> checkpoint`` for the network values the
+            checkpoint replaced.
+        pcm_differences: :func:`pcm_differences` (the deployment's pcm section is kept).
+    """
+
+    path: Path
+    cfg: L2LConfig
+    weights: Mapping[str, Any]
+    metadata: Mapping[str, Any]
+    network_differences: list[str]
+    pcm_differences: list[str]
+
+
+def load_checkpoint(cfg: L2LConfig) -> LoadedCheckpoint:
+    """Load the checkpoint of ``cfg.control.checkpoint`` (empty: the shipped one) for deployment.
+
+    Raises:
+        CheckpointError: folder missing, unreadable, or its config unusable with this code.
+    """
+    path = resolve_checkpoint(cfg.control.checkpoint)
+    weights, meta = checkpoint.load(path)
+    merged, diffs = network_config(cfg, meta)
+    return LoadedCheckpoint(path=path, cfg=merged, weights=weights, metadata=meta,
+                            network_differences=diffs,
+                            pcm_differences=pcm_differences(merged, meta))
 
 
 def joint_index(joints: Sequence[str]) -> tuple[list[int], list[int]]:

@@ -9,8 +9,7 @@ is checked here; a bad message raises :class:`BadMessage` with the reason, which
 
 from __future__ import annotations
 
-import zlib
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping, MutableMapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -20,15 +19,29 @@ from geometry_msgs.msg import Point
 from sensor_msgs.msg import JointState
 from std_msgs.msg import ColorRGBA, Float32MultiArray, MultiArrayDimension
 from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
-from visualization_msgs.msg import Marker
+from visualization_msgs.msg import Marker, MarkerArray
+
+from l2l_nmhw_ros.l2l.reports import AcceleratorStatus, EpisodeResult, signal_crc
 
 __all__ = ['BadMessage', 'diag_array', 'diag_status', 'diag_values', 'from_multiarray',
-           'joint_positions', 'joint_trajectory', 'line_marker', 'sphere_marker', 'stamp_to_sec',
-           'to_multiarray']
+           'episode_markers', 'joint_positions', 'joint_trajectory', 'line_marker', 'reject',
+           'report_array',
+           'signal_crc',
+           'sphere_marker', 'stamp_to_sec', 'to_multiarray']
+
+
+#: seconds between two logs of the same kind of rejected message
+THROTTLE_S = 5.0
 
 
 class BadMessage(ValueError):
     """An incoming message is malformed; the text says why."""
+
+
+def reject(logger: Any, counter: MutableMapping[str, int], what: str, reason: str) -> None:
+    """Count a bad ``what`` message in ``counter`` and log it (throttled); the node goes on."""
+    counter[what] = counter.get(what, 0) + 1
+    logger.warning(f'ignored {what}: {reason}', throttle_duration_sec=THROTTLE_S)
 
 
 def to_multiarray(a: np.ndarray, labels: Sequence[str]) -> Float32MultiArray:
@@ -78,12 +91,6 @@ def from_multiarray(msg: Float32MultiArray, labels: Sequence[str],
     if not np.isfinite(data).all():
         raise BadMessage(f'data has {int((~np.isfinite(data)).sum())} non-finite values')
     return data.reshape(sizes)
-
-
-def signal_crc(sig: np.ndarray) -> str:
-    """CRC-32 of a learning signal's float32 bytes as 8 hex digits: the identity of an episode
-    shared by ``snn_controller`` and ``pcm_accelerator`` (``learning_signal_crc32``)."""
-    return f'{zlib.crc32(np.ascontiguousarray(sig, dtype=np.float32).tobytes()):08x}'
 
 
 def joint_positions(msg: JointState, joints: Sequence[str]) -> np.ndarray:
@@ -142,6 +149,13 @@ def diag_array(stamp: Any, *statuses: DiagnosticStatus) -> DiagnosticArray:
     return arr
 
 
+def report_array(stamp: Any, report: AcceleratorStatus | EpisodeResult) -> DiagnosticArray:
+    """The one conversion of a core report to the wire: a DiagnosticArray with one status named
+    ``report.DIAG_NAME`` whose key/values are ``report.values()`` (the report's key list)."""
+    return diag_array(stamp, diag_status(report.DIAG_NAME, int(report.level), report.message,
+                                         report.values(), report.hardware_id))
+
+
 def joint_trajectory(joints: Sequence[str], q: np.ndarray, dt: float,
                      frame_id: str = '') -> JointTrajectory:
     """JointTrajectory with one point per row of ``q``, at (k + 1) * dt."""
@@ -181,3 +195,23 @@ def line_marker(frame_id: str, ns: str, mid: int, xyz: np.ndarray, rgba: Sequenc
     m = _marker(frame_id, ns, mid, Marker.LINE_STRIP, rgba, width)
     m.points = [Point(x=float(a), y=float(b), z=float(c)) for a, b, c in np.asarray(xyz)]
     return m
+
+
+#: marker namespaces of an episode and their colours (rgba)
+MARKER_COLORS = {'target': (1.0, 0.2, 0.2, 1.0), 'demonstration': (0.2, 0.4, 1.0, 1.0),
+                 'executed_baseline': (0.6, 0.6, 0.6, 1.0), 'executed': (0.1, 0.8, 0.2, 1.0)}
+#: execution name -> marker namespace of its executed path
+EXECUTED_NS = {'baseline': 'executed_baseline', 'adapted': 'executed'}
+
+
+def episode_markers(frame_id: str, target: Sequence[float], demonstration: np.ndarray,
+                    executed: Mapping[str, np.ndarray]) -> MarkerArray:
+    """Markers of one episode: ``target`` [m] (sphere), the demonstration's end-effector path
+    (time, 3) [m] and the executed paths (execution ``baseline``/``adapted`` -> (time, 3) [m])."""
+    c = MARKER_COLORS
+    ms = [sphere_marker(frame_id, 'target', 0, target, c['target']),
+          line_marker(frame_id, 'demonstration', 0, demonstration, c['demonstration'])]
+    for name, ns in EXECUTED_NS.items():
+        if name in executed:
+            ms.append(line_marker(frame_id, ns, 0, executed[name], c[ns]))
+    return MarkerArray(markers=ms)

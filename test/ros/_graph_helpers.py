@@ -1,22 +1,62 @@
-"""Helpers of the graph tests: spin an executor until a predicate holds (never sleep-poll)."""
+"""Helpers of the ros-layer tests (the one place): spin an executor until a predicate holds
+(never sleep-poll), a fresh rclpy context, a random checkpoint. Fixtures: ``conftest.py``."""
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from pathlib import Path
 from typing import Any
 
 
-def spin_until(executor: Any, predicate: Callable[[], bool], timeout: float,
-               what: str = 'condition') -> None:
+def spin_until(executor: Any, predicate: Callable[[], Any], timeout: float,
+               what: str = 'condition', *, abort: Callable[[], bool] | None = None) -> None:
     """Spin ``executor`` (0.05 s slices) until ``predicate()`` is true.
 
     Raises:
-        AssertionError: naming ``what``, when ``timeout`` s of wall time pass first.
+        AssertionError: naming ``what``, when ``timeout`` s of wall time pass first or
+            ``abort()`` turns true (e.g. a child process exited).
     """
     deadline = time.monotonic() + timeout
     while not predicate():
+        if abort is not None and abort():
+            raise AssertionError(f'{what}: aborted before it was reached')
         if time.monotonic() > deadline:
             raise AssertionError(f'{what}: not reached within {timeout} s')
         executor.spin_once(timeout_sec=0.05)
 
+
+def new_context() -> Any:
+    """A fresh, initialised rclpy context (shut it down with ``try_shutdown()``)."""
+    import rclpy
+
+    ctx = rclpy.Context()
+    rclpy.init(context=ctx)
+    return ctx
+
+
+def random_checkpoint(folder: Path, network: Mapping[str, Mapping[str, Any]] | None = None
+                      ) -> Path:
+    """Save a random-initialised checkpoint (trainee + LSG) in ``folder``/random and return it.
+
+    ``network`` overrides config values (e.g. ``{'lsg': {'n_rec': 40}}``) recorded in its
+    metadata. The network is lively (input weights x2) and its learning signals change weights
+    (LSG readout x20): these checkpoints test plumbing, not learning.
+    """
+    import torch
+
+    from l2l_nmhw_ros import config as C
+    from l2l_nmhw_ros.l2l import checkpoint
+    from l2l_nmhw_ros.snn.lsg import init_lsg_weights, lsg_n_in
+    from l2l_nmhw_ros.snn.trainee import init_trainee_weights
+
+    cfg = C.load(overrides={k: dict(v) for k, v in (network or {}).items()})
+    g = torch.Generator().manual_seed(0)
+    tr = init_trainee_weights(cfg.trainee, g)
+    tr['w_in'] = tr['w_in'] * 2.0  # a lively random network
+    ls = init_lsg_weights(cfg.lsg, lsg_n_in(cfg.lsg, cfg.trainee.n_in), cfg.trainee.n_rec, g)
+    ls['w_out'] = ls['w_out'] * 20.0  # learning signals big enough to change some weights
+    w = {f'trainee.{k}': v.numpy() for k, v in tr.items()}
+    w |= {f'lsg.{k}': v.numpy() for k, v in ls.items()}
+    return checkpoint.save(folder / 'random', w,
+                           {'config': C.to_dict(cfg), 'note': 'random init (test)'})

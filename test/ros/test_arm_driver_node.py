@@ -15,7 +15,7 @@ from rclpy.parameter import Parameter  # noqa: E402
 from sensor_msgs.msg import JointState  # noqa: E402
 from std_msgs.msg import Float64MultiArray  # noqa: E402
 
-from _graph_helpers import spin_until  # noqa: E402
+from ._graph_helpers import new_context, spin_until  # noqa: E402
 
 from l2l_nmhw_ros.arm import scorbot_udp as U  # noqa: E402
 from l2l_nmhw_ros.ros import qos  # noqa: E402
@@ -50,8 +50,7 @@ class FakeFPGA:
 
 class Harness:
     def __init__(self, fpga: FakeFPGA, feedback: bool, **params):
-        self.ctx = rclpy.Context()
-        rclpy.init(context=self.ctx)
+        self.ctx = new_context()
         params = {'arm.fpga_host': '127.0.0.1', 'arm.fpga_port': fpga.port,
                   'arm.feedback_host': '127.0.0.1',
                   'arm.feedback_port': free_port() if feedback else 0, **params}
@@ -72,9 +71,6 @@ class Harness:
         self.cmd = self.probe.create_publisher(Float64MultiArray,
                                                'forward_position_controller/commands',
                                                qos.COMMANDS)
-
-    def spin_until(self, predicate, what, deadline=DEADLINE):
-        spin_until(self.ex, predicate, deadline, what)
 
     def send(self, values):
         self.cmd.publish(Float64MultiArray(data=[float(v) for v in values]))
@@ -111,7 +107,7 @@ def test_closed_loop_datagrams_decode_to_the_dsr_of_the_command(fpga):
         fb = h.node.udp.feedback_address
         q_arm = np.radians([5.0, -10.0, 15.0, -20.0])
         # before any feedback nothing is sent and nothing is published as measured
-        h.spin_until(lambda: h.diag, 'diagnostics')
+        spin_until(h.ex, lambda: h.diag, DEADLINE, 'diagnostics')
         fpga.drain()
         assert fpga.datagrams == []
         assert h.js == []
@@ -127,12 +123,13 @@ def test_closed_loop_datagrams_decode_to_the_dsr_of_the_command(fpga):
             h.send(goal)
             return bool(fpga.datagrams) and np.allclose(
                 U.decode_reference(fpga.datagrams[-1]), U.radians_to_dsr(goal), rtol=1e-6)
-        h.spin_until(settled, 'references at the goal')
+        spin_until(h.ex, settled, DEADLINE, 'references at the goal')
         # measured = decoded encoder counts (quantised to one count), never the command itself;
         # the fake arm answers one tick late, so wait for the encoders to report the goal
         one_count = np.radians(1.0 / np.array(U.COUNTS_PER_DEGREE))
-        h.spin_until(lambda: settled() and np.all(np.abs(np.array(h.js[-1].position) - goal)
-                                                  <= one_count), 'encoders at the goal')
+        spin_until(h.ex, lambda: settled() and np.all(np.abs(np.array(h.js[-1].position) - goal)
+                                                      <= one_count), DEADLINE,
+                   'encoders at the goal')
         assert [j.name for j in h.js[-1:]] == [['base_joint', 'shoulder', 'elbow', 'pitch']]
         # joint_states = what the encoders said: an integer count on every joint
         counts = 32768 - np.degrees(h.js[-1].position) * np.array(U.COUNTS_PER_DEGREE)
@@ -144,7 +141,7 @@ def test_closed_loop_datagrams_decode_to_the_dsr_of_the_command(fpga):
         # a tick may be late on a loaded machine: the filter uses the elapsed time, so bound the
         # step by the largest plausible gap (5 periods) rather than one period
         assert np.abs(np.diff(q_sent, axis=0)).max() <= 5 * period + 1e-6
-        h.spin_until(lambda: settled() and last_level(h) == 0, 'diagnostics OK')
+        spin_until(h.ex, lambda: settled() and last_level(h) == 0, DEADLINE, 'diagnostics OK')
     finally:
         h.close()
 
@@ -159,12 +156,13 @@ def test_bad_commands_never_reach_the_fpga(fpga):
             fpga.send_counts(q_arm, fb)
             fpga.drain()
             return len(fpga.datagrams) > 5
-        h.spin_until(feed, 'references')
+        spin_until(h.ex, feed, DEADLINE, 'references')
         for bad in ([math.nan, 0.0, 0.0, 0.0], [0.0, 0.0], [math.inf] * 4, [0.0] * 7):
             h.send(bad)
-        h.spin_until(lambda: h.node.filter.n_rejected == 4, 'four rejections')
+        spin_until(h.ex, lambda: h.node.filter.n_rejected == 4, DEADLINE, 'four rejections')
         n = len(fpga.datagrams)
-        h.spin_until(lambda: feed() and len(fpga.datagrams) > n + 10, 'more references')
+        spin_until(h.ex, lambda: feed() and len(fpga.datagrams) > n + 10, DEADLINE,
+                   'more references')
         sent = np.array([U.decode_reference(d) for d in fpga.datagrams])
         assert np.all(np.isfinite(sent))
         # the arm holds its measured position (float32 DSR, one encoder count)
@@ -180,16 +178,17 @@ def test_stale_feedback_stops_joint_states_and_holds(fpga):
         fb = h.node.udp.feedback_address
         q_arm = np.radians([1.0, 2.0, 3.0, 4.0])
         fpga.send_counts(q_arm, fb)
-        h.spin_until(lambda: h.js, 'joint_states from feedback')
+        spin_until(h.ex, lambda: h.js, DEADLINE, 'joint_states from feedback')
         n_js = len(h.js)
         h.send(q_arm + 0.5)  # then the encoders go silent
-        h.spin_until(lambda: last_level(h) == 2, 'diagnostics ERROR (stale)')
+        spin_until(h.ex, lambda: last_level(h) == 2, DEADLINE, 'diagnostics ERROR (stale)')
         assert 'stale' in h.diag[-1].status[0].message
         assert len(h.js) == n_js  # nothing published as measured without feedback
         fpga.drain()
         last = fpga.datagrams[-1]
         n = len(fpga.datagrams)
-        h.spin_until(lambda: (fpga.drain() or True) and len(fpga.datagrams) > n + 5, 'refs')
+        spin_until(h.ex, lambda: (fpga.drain() or True) and len(fpga.datagrams) > n + 5,
+                   DEADLINE, 'refs')
         assert fpga.datagrams[-1] == last  # holding the last reference
     finally:
         h.close()
@@ -204,7 +203,7 @@ def test_open_loop_sends_references_but_never_publishes_joint_states(fpga):
             h.send(goal)
             fpga.drain()
             return len(fpga.datagrams) > 20 and h.diag
-        h.spin_until(refs, 'references')
+        spin_until(h.ex, refs, DEADLINE, 'references')
         assert h.js == []  # commanded positions are never presented as measured
         assert h.ref  # they go to ~/reference instead
         assert last_level(h) == 1

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-import time
 
 import numpy as np
 import pytest
@@ -19,7 +18,7 @@ from sensor_msgs.msg import JointState  # noqa: E402
 from std_msgs.msg import Float64MultiArray, String  # noqa: E402
 from std_srvs.srv import Trigger  # noqa: E402
 
-from _graph_helpers import spin_until  # noqa: E402
+from ._graph_helpers import new_context, spin_until  # noqa: E402
 
 from l2l_nmhw_ros.arm.kinematics import default_urdf_path, forward_kinematics  # noqa: E402
 from l2l_nmhw_ros.ros import qos  # noqa: E402
@@ -32,8 +31,7 @@ class Harness:
     """The node under test plus a probe node in one context and executor."""
 
     def __init__(self, **params):
-        self.ctx = rclpy.Context()
-        rclpy.init(context=self.ctx)
+        self.ctx = new_context()
         overrides = [Parameter(k, value=v) for k, v in params.items()]
         self.node = ArmSimNode(context=self.ctx, parameter_overrides=overrides)
         self.probe = rclpy.create_node('probe', context=self.ctx)
@@ -51,9 +49,6 @@ class Harness:
         topic = f"{params.get('arm_controller', 'forward_position_controller')}/commands"
         self.cmd = self.probe.create_publisher(Float64MultiArray, topic, qos.COMMANDS)
 
-    def spin_until(self, predicate, what: str, deadline: float = DEADLINE):
-        spin_until(self.ex, predicate, deadline, what)
-
     def send(self, values):
         self.cmd.publish(Float64MultiArray(data=[float(v) for v in values]))
 
@@ -62,9 +57,9 @@ class Harness:
 
     def call(self, name: str) -> Trigger.Response:
         cli = self.probe.create_client(Trigger, name)
-        self.spin_until(lambda: cli.service_is_ready(), f'service {name}')
+        spin_until(self.ex, lambda: cli.service_is_ready(), DEADLINE, f'service {name}')
         fut = cli.call_async(Trigger.Request())
-        self.spin_until(fut.done, f'response of {name}')
+        spin_until(self.ex, fut.done, DEADLINE, f'response of {name}')
         return fut.result()
 
     def close(self):
@@ -86,14 +81,15 @@ def drive_to(h: Harness, goal, tol: float = 2e-3):
     def arrived():
         h.send(goal)
         return bool(h.js) and np.abs(h.q() - goal).max() < tol
-    h.spin_until(arrived, f'arm at {goal}')
+    spin_until(h.ex, arrived, DEADLINE, f'arm at {goal}')
 
 
 def test_interface_names_description_and_end_effector(sim):
     got: list[String] = []
     # transient local: a late subscriber still gets the URDF
     sim.probe.create_subscription(String, 'robot_description', got.append, qos.LATCHED)
-    sim.spin_until(lambda: got and sim.js and sim.ee, 'robot_description, joint_states, ee')
+    spin_until(sim.ex, lambda: got and sim.js and sim.ee, DEADLINE,
+               'robot_description, joint_states, ee')
     assert got[0].data == default_urdf_path().read_text(encoding='utf-8')
     assert list(sim.js[-1].name) == ['base_joint', 'shoulder', 'elbow', 'pitch']
     assert sim.node.get_parameter('arm.joints').value == list(sim.js[-1].name)
@@ -110,7 +106,7 @@ def test_commands_move_the_arm_and_end_effector_is_fk_of_joint_states(sim):
         by_stamp = {(m.header.stamp.sec, m.header.stamp.nanosec): m for m in sim.js}
         return [(by_stamp[k], e) for e in sim.ee
                 if (k := (e.header.stamp.sec, e.header.stamp.nanosec)) in by_stamp]
-    sim.spin_until(lambda: len(pairs()) > 5, 'paired messages')
+    spin_until(sim.ex, lambda: len(pairs()) > 5, DEADLINE, 'paired messages')
     for js, ee in pairs()[-5:]:
         np.testing.assert_allclose([ee.point.x, ee.point.y, ee.point.z],
                                    forward_kinematics(np.array(js.position)), atol=1e-12)
@@ -121,15 +117,15 @@ def test_commands_move_the_arm_and_end_effector_is_fk_of_joint_states(sim):
 def test_bad_commands_are_logged_and_ignored_while_the_node_keeps_serving(sim, bad):
     drive_to(sim, [0.2, 0.0, 0.0, 0.0])
     sim.send(bad)
-    sim.spin_until(lambda: sim.node.filter.n_rejected >= 1, 'rejection')
+    spin_until(sim.ex, lambda: sim.node.filter.n_rejected >= 1, DEADLINE, 'rejection')
     q_hold = sim.q()
     n = len(sim.js)
-    sim.spin_until(lambda: len(sim.js) > n + 20, 'joint_states keep coming')
+    spin_until(sim.ex, lambda: len(sim.js) > n + 20, DEADLINE, 'joint_states keep coming')
     np.testing.assert_allclose(sim.q(), q_hold, atol=2e-3)  # held where measured
     assert sim.node.filter.mode.value == 'hold_rejected'
-    sim.spin_until(lambda: any(kv.key == 'commands_rejected' and kv.value != '0'
-                               for d in sim.diag for kv in d.status[0].values),
-                   'diagnostics count the rejection')
+    spin_until(sim.ex, lambda: any(kv.key == 'commands_rejected' and kv.value != '0'
+                                   for d in sim.diag for kv in d.status[0].values), DEADLINE,
+               'diagnostics count the rejection')
     drive_to(sim, [-0.2, 0.0, 0.0, 0.0])  # still serving good commands
 
 
@@ -137,12 +133,12 @@ def test_watchdog_holds_after_commands_stop(sim):
     drive_to(sim, [0.0, 0.0, 0.0, 0.0])
     sim.send([2.0, 0.0, 0.0, 0.0])  # one command only: far goal, then silence
     f = sim.node.filter
-    sim.spin_until(lambda: f.mode.value == 'hold_watchdog', 'watchdog')
+    spin_until(sim.ex, lambda: f.mode.value == 'hold_watchdog', DEADLINE, 'watchdog')
     # fired within cmd_timeout (+ one physics step) of simulated time after the command arrived
     assert f.t_command + f.cmd_timeout < f.t_hold <= f.t_command + f.cmd_timeout + 0.004 + 1e-9
     q_hold = sim.q()
     n = len(sim.js)
-    sim.spin_until(lambda: len(sim.js) > n + 20, 'more joint_states')
+    spin_until(sim.ex, lambda: len(sim.js) > n + 20, DEADLINE, 'more joint_states')
     assert sim.q()[0] < 1.0  # never went on to the stale goal
     np.testing.assert_allclose(sim.q(), q_hold, atol=0.05)  # stopped near the held position
     drive_to(sim, [0.1, 0.0, 0.0, 0.0])  # commands resume motion
@@ -153,7 +149,7 @@ def test_estop_latches_until_reset(sim):
     assert sim.call('arm_sim/estop').success
     sim.send([0.6, 0.0, 0.0, 0.0])
     n = len(sim.js)
-    sim.spin_until(lambda: len(sim.js) > n + 20, 'joint_states during e-stop')
+    spin_until(sim.ex, lambda: len(sim.js) > n + 20, DEADLINE, 'joint_states during e-stop')
     assert sim.q()[0] < 0.15  # did not move to the new command
     assert sim.node.filter.estopped
     assert sim.call('arm_sim/reset').success
@@ -166,7 +162,7 @@ def test_publishes_clock_and_stamps_with_sim_time_when_it_owns_time():
     try:
         clocks: list[Clock] = []
         h.probe.create_subscription(Clock, '/clock', clocks.append, qos.STATE)
-        h.spin_until(lambda: len(clocks) > 3 and h.js, '/clock')
+        spin_until(h.ex, lambda: len(clocks) > 3 and h.js, DEADLINE, '/clock')
         t = clocks[-1].clock.sec + clocks[-1].clock.nanosec * 1e-9
         assert t > 0
         assert t == pytest.approx(h.node.arm.t, abs=0.2)
@@ -178,15 +174,10 @@ def test_publishes_clock_and_stamps_with_sim_time_when_it_owns_time():
         h.close()
 
 
-def test_unknown_joint_in_parameters_fails_at_start():
-    ctx = rclpy.Context()
-    rclpy.init(context=ctx)
-    try:
-        with pytest.raises(ValueError, match='unknown joint'):
-            ArmSimNode(context=ctx, parameter_overrides=[
-                Parameter('arm.joints', value=['base_joint', 'wrist_roll'])])
-    finally:
-        ctx.try_shutdown()
+def test_unknown_joint_in_parameters_fails_at_start(ros_context):
+    with pytest.raises(ValueError, match='unknown joint'):
+        ArmSimNode(context=ros_context, parameter_overrides=[
+            Parameter('arm.joints', value=['base_joint', 'wrist_roll'])])
 
 
 def _start(*ros_args):
@@ -211,18 +202,15 @@ def test_main_shuts_down_cleanly_on_sigint():
     import signal
 
     p = _start('-p', 'arm.real_time_factor:=2.0')
-    ctx = rclpy.Context()
-    rclpy.init(context=ctx)
+    ctx = new_context()
     probe = rclpy.create_node('probe_main', context=ctx)
     got: list[JointState] = []
     probe.create_subscription(JointState, 'joint_states', got.append, qos.STATE)
     ex = SingleThreadedExecutor(context=ctx)
     ex.add_node(probe)
     try:
-        end = time.monotonic() + 60.0
-        while not got and time.monotonic() < end and p.poll() is None:
-            ex.spin_once(timeout_sec=0.05)
-        assert got, 'the node never published joint_states'
+        spin_until(ex, lambda: bool(got), 60.0, 'joint_states of the node',
+                   abort=lambda: p.poll() is not None)
         p.send_signal(signal.SIGINT)  # now it is spinning
         out, _ = p.communicate(timeout=60)
     finally:

@@ -18,7 +18,7 @@ from std_msgs.msg import Float32MultiArray, Float64MultiArray, MultiArrayDimensi
 from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint  # noqa: E402
 from visualization_msgs.msg import Marker, MarkerArray  # noqa: E402
 
-from _graph_helpers import spin_until  # noqa: E402
+from ._graph_helpers import spin_until  # noqa: E402
 from l2l_nmhw_ros.ros.bag import (BagRecorder, McapBag, message_definition,  # noqa: E402
                                   type_name_of)
 
@@ -88,30 +88,25 @@ def test_every_recorded_type_round_trips_through_its_schema(tmp_path: Path) -> N
         assert reader.get_summary().statistics.message_count == len(msgs)
 
 
-def test_recorder_writes_what_was_published(tmp_path: Path) -> None:
-    ctx = rclpy.Context()
-    rclpy.init(context=ctx)
-    try:
-        talker = rclpy.create_node('bag_talker', context=ctx)
-        rec_node = rclpy.create_node('bag_recorder', context=ctx)
-        rec = BagRecorder(rec_node, tmp_path / 'live.mcap', {'joint_states': JointState,
-                                                             'arm_controller/commands':
-                                                             Float64MultiArray})
-        pub_js = talker.create_publisher(JointState, 'joint_states', 10)
-        pub_cmd = talker.create_publisher(Float64MultiArray, 'arm_controller/commands', 10)
-        ex = SingleThreadedExecutor(context=ctx)
-        ex.add_node(talker)
-        ex.add_node(rec_node)
-        spin_until(ex, lambda: pub_js.get_subscription_count() and
-                   pub_cmd.get_subscription_count(), 10.0, 'recorder matched')
-        for k in range(3):
-            pub_js.publish(JointState(name=['base_joint'], position=[float(k)]))
-        pub_cmd.publish(Float64MultiArray(data=[1.0, 2.0, 3.0, 4.0]))
-        spin_until(ex, lambda: rec.counts.get('/joint_states', 0) == 3 and
-                   rec.counts.get('/arm_controller/commands', 0) == 1, 10.0, 'recorded')
-        rec.close()
-    finally:
-        ctx.try_shutdown()
+def test_recorder_writes_what_was_published(tmp_path: Path, ros_context) -> None:
+    talker = rclpy.create_node('bag_talker', context=ros_context)
+    rec_node = rclpy.create_node('bag_recorder', context=ros_context)
+    rec = BagRecorder(rec_node, tmp_path / 'live.mcap', {'joint_states': JointState,
+                                                         'arm_controller/commands':
+                                                         Float64MultiArray})
+    pub_js = talker.create_publisher(JointState, 'joint_states', 10)
+    pub_cmd = talker.create_publisher(Float64MultiArray, 'arm_controller/commands', 10)
+    ex = SingleThreadedExecutor(context=ros_context)
+    ex.add_node(talker)
+    ex.add_node(rec_node)
+    spin_until(ex, lambda: pub_js.get_subscription_count() and
+               pub_cmd.get_subscription_count(), 10.0, 'recorder matched')
+    for k in range(3):
+        pub_js.publish(JointState(name=['base_joint'], position=[float(k)]))
+    pub_cmd.publish(Float64MultiArray(data=[1.0, 2.0, 3.0, 4.0]))
+    spin_until(ex, lambda: rec.counts.get('/joint_states', 0) == 3 and
+               rec.counts.get('/arm_controller/commands', 0) == 1, 10.0, 'recorded')
+    rec.close()
     got = [(c.topic, r) for _, c, _, r in read_ros2_messages(str(tmp_path / 'live.mcap'))]
     assert [list(m.position) for t, m in got if t == '/joint_states'] == [[0.0], [1.0], [2.0]]
     assert [list(m.data) for t, m in got if t == '/arm_controller/commands'] == [

@@ -23,32 +23,14 @@ from sensor_msgs.msg import JointState  # noqa: E402
 from std_msgs.msg import Float32MultiArray, Float64MultiArray, MultiArrayDimension  # noqa: E402
 from std_srvs.srv import Trigger  # noqa: E402
 
-from _graph_helpers import spin_until  # noqa: E402
-from l2l_nmhw_ros import config as C  # noqa: E402
+from ._graph_helpers import new_context, spin_until  # noqa: E402
 from l2l_nmhw_ros.arm.kinematics import forward_kinematics  # noqa: E402
-from l2l_nmhw_ros.l2l import checkpoint  # noqa: E402
 from l2l_nmhw_ros.ros.convert import diag_status, diag_values  # noqa: E402
 from l2l_nmhw_ros.ros.pcm_accelerator_node import PcmAcceleratorNode  # noqa: E402
 from l2l_nmhw_ros.ros.snn_controller_node import SnnControllerNode  # noqa: E402
-from l2l_nmhw_ros.snn.lsg import init_lsg_weights, lsg_n_in  # noqa: E402
-from l2l_nmhw_ros.snn.trainee import init_trainee_weights  # noqa: E402
 
 DRIVER_ORDER = ['pitch', 'gripper_joint', 'shoulder', 'base_joint', 'elbow']
 JOINTS = ['base_joint', 'shoulder', 'elbow', 'pitch']
-
-
-@pytest.fixture(scope='module')
-def random_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    cfg = C.load()
-    g = torch.Generator().manual_seed(0)
-    tr = init_trainee_weights(cfg.trainee, g)
-    tr['w_in'] = tr['w_in'] * 2.0  # a lively random network
-    ls = init_lsg_weights(cfg.lsg, lsg_n_in(cfg.lsg, cfg.trainee.n_in), cfg.trainee.n_rec, g)
-    ls['w_out'] = ls['w_out'] * 20.0  # learning signals big enough to change some weights
-    w = {f'trainee.{k}': v.numpy() for k, v in tr.items()}
-    w |= {f'lsg.{k}': v.numpy() for k, v in ls.items()}
-    return checkpoint.save(tmp_path_factory.mktemp('ckpt') / 'random', w,
-                           {'config': C.to_dict(cfg), 'note': 'random init (test)'})
 
 
 class FakeDriver:
@@ -76,8 +58,7 @@ class FakeDriver:
 
 class Graph:
     def __init__(self, ckpt: Path, tmp: Path, **control) -> None:
-        self.ctx = rclpy.Context()
-        rclpy.init(context=self.ctx)
+        self.ctx = new_context()
         params = [Parameter('control.checkpoint', value=str(ckpt)),
                   Parameter('control.settle_time', value=0.1),
                   Parameter('control.command_rate', value=50.0),
@@ -106,13 +87,13 @@ class Graph:
         for n in (self.acc, self.ctl, self.driver.node, self.client):
             self.ex.add_node(n)
         self.outcomes = []
-        adapt = self.acc.core.adapt
+        adapt = self.acc.core.accelerator.adapt
 
         def spy(*a, **k):
             out = adapt(*a, **k)
             self.outcomes.append(out)
             return out
-        self.acc.core.adapt = spy
+        self.acc.core.accelerator.adapt = spy
         spin_until(self.ex, lambda: self.pub_target.get_subscription_count() > 0 and
                    self.driver.pub.get_subscription_count() >= 2, 10.0, 'graph matched')
 
@@ -121,6 +102,9 @@ class Graph:
         msg.header.frame_id = frame
         msg.point.x, msg.point.y, msg.point.z = (float(v) for v in p)
         self.pub_target.publish(msg)
+
+    def idle(self) -> bool:
+        return self.acc.core.running is None and self.ctl.core.current is None
 
     def close(self) -> None:
         self.ex.shutdown()
@@ -177,8 +161,8 @@ def test_one_episode_end_to_end_with_a_fake_driver(graph: Graph) -> None:
 
 
 def test_bad_messages_are_logged_and_ignored(graph: Graph) -> None:
-    before_acc = dict(graph.acc.rejected)
-    before_ctl = dict(graph.ctl.rejected)
+    before_acc = dict(graph.acc.core.rejected)
+    before_ctl = dict(graph.ctl.core.rejected)
     n_results = len(graph.results)
     sig = Float32MultiArray(data=[0.0] * (249 * 250))
     sig.layout.dim = [MultiArrayDimension(label='neuron', size=250, stride=249 * 250),
@@ -198,16 +182,16 @@ def test_bad_messages_are_logged_and_ignored(graph: Graph) -> None:
     graph.target([0.5, 0.0, 0.5], frame='camera_link')
 
     def counted() -> bool:
-        return (graph.acc.rejected.get('learning_signal', 0) -
+        return (graph.acc.core.rejected.get('learning_signal', 0) -
                 before_acc.get('learning_signal', 0) == 3 and
-                graph.ctl.rejected.get('reach_target', 0) -
+                graph.ctl.core.rejected.get('reach_target', 0) -
                 before_ctl.get('reach_target', 0) == 2 and
-                graph.ctl.rejected.get('joint_states', 0) -
+                graph.ctl.core.rejected.get('joint_states', 0) -
                 before_ctl.get('joint_states', 0) >= 2 and
-                graph.acc.rejected.get('joint_states', 0) -
+                graph.acc.core.rejected.get('joint_states', 0) -
                 before_acc.get('joint_states', 0) >= 2)
     spin_until(graph.ex, counted, 10.0, 'bad messages counted')
-    assert graph.acc.active is None  # no episode was started by the bad signals
+    assert graph.acc.core.running is None  # no episode was started by the bad signals
     assert len(graph.results) == n_results
     # ... and the graph still serves: an unreachable target is answered at once
     graph.target([3.0, 0.0, 0.0])
@@ -260,14 +244,13 @@ def test_a_signal_queued_by_the_busy_accelerator_is_not_sent_again(graph: Graph)
     # the accelerator runs an episode nobody follows (~5 s, longer than signal_retry = 2 s)
     # when the controller's signal arrives: queued, listed in queued_crc32, not re-sent
     n = len(graph.results)
-    spin_until(graph.ex, lambda: graph.acc.active is None and graph.ctl.current is None, 30.0,
-               'idle graph')
+    spin_until(graph.ex, graph.idle, 30.0, 'idle graph')
     rng = np.random.default_rng(7)
     other = Float32MultiArray(data=rng.normal(0.0, 1.0, 249 * 250).astype(np.float32).tolist())
     other.layout.dim = [MultiArrayDimension(label='time', size=249, stride=249 * 250),
                         MultiArrayDimension(label='neuron', size=250, stride=250)]
     graph.pub_signal.publish(other)
-    spin_until(graph.ex, lambda: graph.acc.active is not None, 10.0, 'busy accelerator')
+    spin_until(graph.ex, lambda: graph.acc.core.running is not None, 10.0, 'busy accelerator')
     graph.target(_fk([-0.3, 0.4, 0.0, 0.0]))
     spin_until(graph.ex, lambda: len(graph.results) == n + 1, 60.0, 'result')
     r = graph.results[n]
@@ -279,11 +262,10 @@ def test_a_signal_queued_by_the_busy_accelerator_is_not_sent_again(graph: Graph)
 
 def test_reset_during_an_episode_ends_it_at_once(graph: Graph) -> None:
     n = len(graph.results)
-    spin_until(graph.ex, lambda: graph.acc.active is None and graph.ctl.current is None, 30.0,
-               'idle graph')
+    spin_until(graph.ex, graph.idle, 30.0, 'idle graph')
     graph.target(_fk([0.5, -0.2, 0.0, 0.0]))
-    spin_until(graph.ex, lambda: graph.ctl.current is not None and
-               graph.ctl.current['acc_episode'] is not None, 30.0, 'acknowledged episode')
+    spin_until(graph.ex, lambda: graph.ctl.core.current is not None and
+               graph.ctl.core.current.handshake.acknowledged, 30.0, 'acknowledged episode')
     reset = graph.client.create_client(Trigger, 'pcm_accelerator/reset')
     spin_until(graph.ex, reset.service_is_ready, 10.0, 'reset service')
     fut = reset.call_async(Trigger.Request())
@@ -295,15 +277,14 @@ def test_reset_during_an_episode_ends_it_at_once(graph: Graph) -> None:
 def test_a_repeated_learning_signal_runs_once(graph: Graph) -> None:
     # two identical signals back to back (what a re-send looks like): one episode
     n_out = len(graph.outcomes)
-    spin_until(graph.ex, lambda: graph.acc.active is None and graph.ctl.current is None, 30.0,
-               'idle graph')
+    spin_until(graph.ex, graph.idle, 30.0, 'idle graph')
     sig = graph.signals[-1]
     graph.pub_signal.publish(sig)
     graph.pub_signal.publish(sig)
-    spin_until(graph.ex, lambda: len(graph.outcomes) > n_out and graph.acc.active is None, 60.0,
-               'episode done')
+    spin_until(graph.ex, lambda: len(graph.outcomes) > n_out and graph.acc.core.running is None,
+               60.0, 'episode done')
     assert len(graph.outcomes) == n_out + 1
-    assert graph.acc.active is None and not graph.acc.queue
+    assert graph.acc.core.running is None and not len(graph.acc.core.queue)
 
 
 def test_a_lost_learning_signal_is_sent_again(random_checkpoint: Path, tmp_path: Path,
@@ -337,25 +318,24 @@ def test_state_file_and_services(graph: Graph, random_checkpoint: Path) -> None:
     fut = cli.call_async(Trigger.Request())
     spin_until(graph.ex, fut.done, 10.0, 'save_state answer')
     assert fut.result().success, fut.result().message
-    path = Path(graph.acc.cfg.control.state_file)
+    path = Path(graph.acc.core.cfg.control.state_file)
     assert path.is_file()
-    saved = graph.acc.core.crossbar.g_plus
+    saved = graph.acc.core.accelerator.crossbar.g_plus
     reset = graph.client.create_client(Trigger, 'pcm_accelerator/reset')
     spin_until(graph.ex, reset.service_is_ready, 10.0, 'reset service')
     fut = reset.call_async(Trigger.Request())
     spin_until(graph.ex, fut.done, 10.0, 'reset answer')
     assert fut.result().success
     assert 'devices' in fut.result().message
-    assert not torch.equal(graph.acc.core.crossbar.g_plus, saved)  # deployed afresh
+    assert not torch.equal(graph.acc.core.accelerator.crossbar.g_plus, saved)  # deployed afresh
     # a restarted accelerator continues from the saved devices
-    ctx = rclpy.Context()
-    rclpy.init(context=ctx)
+    ctx = new_context()
     try:
         again = PcmAcceleratorNode(context=ctx, parameter_overrides=[
             Parameter('control.checkpoint', value=str(random_checkpoint)),
             Parameter('control.state_file', value=str(path))])
-        assert again.core.loaded_from_state
-        torch.testing.assert_close(again.core.crossbar.g_plus, saved, rtol=0, atol=0)
+        assert again.core.accelerator.loaded_from_state
+        torch.testing.assert_close(again.core.accelerator.crossbar.g_plus, saved, rtol=0, atol=0)
         again.destroy_node()
     finally:
         ctx.try_shutdown()

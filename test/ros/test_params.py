@@ -12,13 +12,8 @@ from l2l_nmhw_ros.ros.params import declare_config, guard_updates  # noqa: E402
 
 
 @pytest.fixture
-def node():
-    ctx = rclpy.Context()
-    rclpy.init(context=ctx)
-    n = rclpy.create_node('params_test', context=ctx)
-    yield n
-    n.destroy_node()
-    ctx.try_shutdown()
+def node(ros_node):
+    return ros_node
 
 
 def test_declared_values_equal_dataclass_defaults(node):

@@ -1,0 +1,302 @@
+"""The controller's episodes: targets in, learning signals out, executions evaluated (ROS-free).
+
+:class:`ReachController` is everything ``snn_controller`` does; the node only converts messages
+and calls it. One episode at a time:
+
+1. a target [m] (frame ``control.frame_id`` or empty, finite) starts an episode when none runs and
+   joint states have arrived (the executions could not be evaluated otherwise); else it waits in a
+   queue of ``control.queue_size`` (when full the oldest is dropped, logged);
+2. reachability and demonstration (:class:`~l2l_nmhw_ros.l2l.episode.ReachPlanner`); an
+   unreachable target ends the episode at once (result ``unreachable`` with the distance);
+3. the LSG's learning signal, handed over to the accelerator by a
+   :class:`~l2l_nmhw_ros.l2l.handshake.SignalHandshake` (sent, re-sent every
+   ``control.signal_retry`` s until acknowledged or queued, the accelerator episode followed);
+   the demonstration and its markers are shown;
+4. on that episode's ``phase = done`` the measured joint states of the ``baseline`` and ``adapted``
+   windows are evaluated (:func:`~l2l_nmhw_ros.l2l.episode.evaluate`) into an
+   :class:`~l2l_nmhw_ros.l2l.reports.EpisodeResult` (``ok``, ``no_joint_states`` or
+   ``incomplete`` when no adapted execution was reported, e.g. after the accelerator's reset);
+   an episode without ``done`` for ``control.episode_timeout`` s (wall clock) ends as
+   ``timeout``.
+
+``clock`` is a monotonic clock [s] (re-sends, timeouts, the LSG's time), passed in; joint-state
+times are the caller's stamps [s] on the accelerator's clock (ROS time).
+"""
+
+from __future__ import annotations
+
+import collections
+import dataclasses
+import logging
+from collections.abc import Callable, Mapping
+from typing import Any, Protocol
+
+import numpy as np
+
+from l2l_nmhw_ros.config import L2LConfig
+from l2l_nmhw_ros.l2l.episode import (Demonstration, Evaluation, ReachPlanner, UnreachableTarget,
+                                      evaluate, load_checkpoint)
+from l2l_nmhw_ros.l2l.handshake import (EXECUTIONS, HandshakeAction, HandshakeUpdate,
+                                        SignalHandshake)
+from l2l_nmhw_ros.l2l.reports import AcceleratorStatus, EpisodeResult, signal_crc
+
+__all__ = ['JOINT_BUFFER', 'ControllerOutputs', 'ReachController', 'ReachEpisode']
+
+_LOG = logging.getLogger(__name__)
+
+#: joint-state samples kept for evaluation (10 min at 50 Hz)
+JOINT_BUFFER = 30000
+
+
+class ControllerOutputs(Protocol):
+    """Where the core's outputs go (the node's publishers)."""
+
+    def signal_subscribers(self) -> int:
+        """Readers of the learning-signal topic now."""
+
+    def publish_signal(self, signal: np.ndarray) -> None:
+        """The learning signal L (time, n_rec)."""
+
+    def publish_demonstration(self, demo: Demonstration) -> None:
+        """The episode's demonstration."""
+
+    def publish_markers(self, demo: Demonstration, executed: Mapping[str, Evaluation]) -> None:
+        """Target, demonstration and the executed paths so far (name -> evaluation)."""
+
+    def publish_result(self, result: EpisodeResult) -> None:
+        """The episode's result."""
+
+
+@dataclasses.dataclass
+class ReachEpisode:
+    """The controller's running episode.
+
+    Attributes:
+        number: the controller's episode number (1, 2, ...).
+        demo: the demonstration of the target.
+        signal: the learning signal L (time, n_rec).
+        lsg_ms: time the LSG took [ms].
+        handshake: the hand-over of the signal and the following of its accelerator episode.
+    """
+
+    number: int
+    demo: Demonstration
+    signal: np.ndarray
+    lsg_ms: float
+    handshake: SignalHandshake
+
+
+class ReachController:
+    """The controller node's core (see the module docstring).
+
+    Args:
+        cfg: whole configuration (network sections from the checkpoint).
+        planner: reachability, demonstrations, learning signals.
+        outputs: receives the signal, demonstrations, markers and results.
+        clock: monotonic clock [s].
+        logger: info/warning/error sink (a ``logging.Logger`` or the node's logger).
+    """
+
+    #: configuration keys this core reads; the node declares only these
+    CONFIG_KEYS = {'arm': ('joints',),
+                   'control': ('checkpoint', 'home', 'reach_tolerance', 'frame_id', 'queue_size',
+                               'episode_timeout', 'signal_retry')}
+    #: keys read per target or per watchdog tick: a change at run time applies at once
+    LIVE_KEYS = ('control.reach_tolerance', 'control.queue_size', 'control.episode_timeout',
+                 'control.signal_retry')
+    #: the network sections the controller runs (from the checkpoint, read-only)
+    NETWORK_SECTIONS = ('trainee', 'lsg', 'task')
+
+    def __init__(self, cfg: L2LConfig, planner: ReachPlanner, outputs: ControllerOutputs, *,
+                 clock: Callable[[], float], logger: Any = None) -> None:
+        self.cfg = cfg
+        self.planner = planner
+        self.out = outputs
+        self._clock = clock
+        self._log = logger or _LOG
+        self.joints = list(cfg.arm.joints)
+        self.js_t: collections.deque[float] = collections.deque(maxlen=JOINT_BUFFER)
+        self.js_q: collections.deque[np.ndarray] = collections.deque(maxlen=JOINT_BUFFER)
+        self.targets: collections.deque[np.ndarray] = collections.deque()
+        self.episode = 0
+        self.current: ReachEpisode | None = None
+        self.results: list[EpisodeResult] = []
+        self.rejected: collections.Counter[str] = collections.Counter()
+
+    @classmethod
+    def from_checkpoint(cls, cfg: L2LConfig, outputs: ControllerOutputs, *,
+                        clock: Callable[[], float], logger: Any = None) -> ReachController:
+        """Load ``cfg.control.checkpoint`` (its network sections and LSG), build the core.
+
+        Raises:
+            CheckpointError: checkpoint missing or unusable.
+            ConfigError, ShapeError: configuration or weights do not fit.
+        """
+        log = logger or _LOG
+        ck = load_checkpoint(cfg)
+        if ck.network_differences:
+            log.info('network sections from the checkpoint: ' + '; '.join(ck.network_differences))
+        log.info(f'checkpoint {ck.path}')
+        return cls(ck.cfg, ReachPlanner(ck.cfg, ck.weights), outputs, clock=clock, logger=log)
+
+    def configure(self, cfg: L2LConfig) -> None:
+        """Take a new configuration (:data:`LIVE_KEYS` change; the rest is as at start)."""
+        self.cfg = cfg
+        self.planner.cfg = cfg
+
+    # ---- inputs ------------------------------------------------------------------------------
+    def on_joint_state(self, t: float, q: np.ndarray) -> None:
+        """A measured joint position [rad] (arm.joints order) at time ``t`` [s]."""
+        if self.js_t and t < self.js_t[-1]:  # time went back (sim reset): start over
+            self.js_t.clear()
+            self.js_q.clear()
+        self.js_t.append(float(t))
+        self.js_q.append(np.asarray(q, dtype=np.float64))
+        self._next()  # targets waited for the first joint states
+
+    def add_target(self, p: Any, frame_id: str = '') -> None:
+        """A reach target [m], (3,), in ``frame_id`` (empty = ``control.frame_id``).
+
+        Raises:
+            ValueError: another frame (no tf2 here) or not 3 finite coordinates.
+        """
+        frame = self.cfg.control.frame_id
+        if frame_id not in ('', frame):
+            raise ValueError(f'frame {frame_id!r} is not {frame!r} (no tf2 here: send targets in '
+                             'the arm base frame)')
+        p = np.asarray(p, dtype=np.float64)
+        if p.shape != (3,):
+            raise ValueError(f'expected 3 coordinates [m], got shape {p.shape}')
+        if not np.isfinite(p).all():
+            raise ValueError(f'non-finite point {p.tolist()}')
+        if self.current is None and self.js_t:
+            self._start(p)
+            return
+        if not self.js_t:
+            self._log.warning('no joint_states received yet: the target waits for the arm')
+        size = self.cfg.control.queue_size
+        while len(self.targets) >= size:
+            old = self.targets.popleft()
+            self._log.warning(f'target queue full ({size}): dropped the oldest target '
+                              f'{np.round(old, 3).tolist()}')
+        self.targets.append(p)
+        self._log.info(f'episode {self.episode} running: target {np.round(p, 3).tolist()} queued '
+                       f'({len(self.targets)} waiting)')
+
+    def on_status(self, status: AcceleratorStatus) -> None:
+        """One accelerator status: acknowledges, gives windows or ends the running episode.
+
+        Raises:
+            ValueError: an execution of the followed episode starts without its timing.
+        """
+        cur = self.current
+        if cur is None:
+            return
+        update = cur.handshake.on_status(status)
+        if update is HandshakeUpdate.QUEUED:
+            self._log.info(f'episode {cur.number}: learning signal queued by the accelerator')
+        elif update is HandshakeUpdate.DONE:
+            self._finish(cur)
+
+    def poll(self) -> None:
+        """Watchdog (every 0.5 s): first send, re-sends, episode timeout."""
+        cur = self.current
+        if cur is None:
+            return
+        hs = cur.handshake
+        action = hs.poll(self._clock(), self.out.signal_subscribers())
+        if action is HandshakeAction.WAIT:
+            self._log.warning('no subscriber on the learning-signal topic yet (pcm_accelerator '
+                              'not up?): waiting')
+        elif action is HandshakeAction.RESEND:
+            self._log.warning(f'episode {cur.number}: no acknowledgement of learning signal '
+                              f'{hs.crc} within {hs.retry_s} s: sending it again '
+                              f'(send {hs.sends})')
+        if action in (HandshakeAction.SEND, HandshakeAction.RESEND):
+            self.out.publish_signal(cur.signal)
+        elif action is HandshakeAction.TIMEOUT:
+            reason = (f'no answer from pcm_accelerator within {hs.timeout_s} s '
+                      f'({hs.timeout_reason()})')
+            self._log.error(f'episode {cur.number}: {reason}')
+            self._publish(self._result(cur.demo.target, 'timeout', message=reason))
+            self.current = None
+            self._next()
+
+    # ---- episodes ----------------------------------------------------------------------------
+    def _next(self) -> None:
+        if self.current is None and self.targets and self.js_t:
+            self._start(self.targets.popleft())
+
+    def _start(self, p: np.ndarray) -> None:
+        cc = self.cfg.control
+        self.episode += 1
+        try:
+            demo = self.planner.plan(p)
+        except UnreachableTarget as exc:
+            self._log.warning(f'episode {self.episode}: {exc}')
+            self._publish(self._result(p, 'unreachable', message=str(exc),
+                                       ik_distance=exc.distance))
+            self._next()
+            return
+        c0 = self._clock()
+        signal = self.planner.learning_signal(demo)
+        lsg_ms = 1e3 * (self._clock() - c0)
+        crc = signal_crc(signal)
+        hs = SignalHandshake(crc, self._clock(), retry_s=cc.signal_retry,
+                             timeout_s=cc.episode_timeout)
+        self.current = ReachEpisode(self.episode, demo, signal, lsg_ms, hs)
+        self.out.publish_demonstration(demo)
+        self.out.publish_markers(demo, {})
+        self._log.info(f'episode {self.episode}: target {np.round(p, 3).tolist()} m, joint goal '
+                       f'{np.round(demo.q_goal, 3).tolist()} rad; LSG {lsg_ms:.0f} ms, crc {crc}')
+        self.poll()  # the first send (or the wait for a subscriber)
+
+    def _finish(self, cur: ReachEpisode) -> None:
+        hs, demo = cur.handshake, cur.demo
+        st = hs.last_status or AcceleratorStatus()
+        fields: dict[str, Any] = {k: getattr(st, k) for k in EpisodeResult.FROM_STATUS}
+        fields.update(ik_distance=demo.ik_distance, lsg_ms=cur.lsg_ms, signal_sends=hs.sends,
+                      accelerator_episode=hs.accelerator_episode)
+        t = np.fromiter(self.js_t, dtype=np.float64)
+        q = np.array(self.js_q) if self.js_q else np.zeros((0, len(self.joints)))
+        status, notes, moved = 'ok', [], 0.0
+        executed: dict[str, Evaluation] = {}
+        for name in EXECUTIONS:
+            w = hs.windows.get(name)
+            if w is None:
+                continue
+            try:
+                ev = evaluate(self.planner, demo, t, q, w.start, w.time_scale, w.end)
+            except ValueError as exc:
+                status = 'no_joint_states'
+                span = f'{t[0]:.3f}..{t[-1]:.3f} s' if len(t) else 'none'
+                fields[f'evaluation_error_{name}'] = f'{exc} (buffer: {len(t)} samples, {span})'
+                notes.append(f'{name}: {exc}')
+                continue
+            executed[name] = ev
+            moved = max(moved, ev.moved)
+            fields.update({f'error_final_{name}': ev.final_error,
+                           f'error_path_{name}': ev.path_error,
+                           f'error_max_{name}': ev.max_error, f'joint_rmse_{name}': ev.joint_rmse})
+        if 'adapted' in executed:
+            msg = f"final error {executed['adapted'].final_error:.3f} m after the update"
+            if 'baseline' in executed:
+                msg += f" ({executed['baseline'].final_error:.3f} m before)"
+        else:
+            msg = '; '.join(notes) or 'no adapted execution reported'
+            if status == 'ok':
+                status = 'incomplete'  # e.g. the accelerator was reset midway
+        self.out.publish_markers(demo, executed)
+        self._publish(self._result(demo.target, status, message=msg, arm_moved_rad=moved,
+                                   **fields))
+        self._log.info(f'episode {cur.number}: {msg}')
+        self.current = None
+        self._next()
+
+    def _result(self, p: np.ndarray, status: str, **fields: Any) -> EpisodeResult:
+        return EpisodeResult(episode=self.episode, target_x=float(p[0]), target_y=float(p[1]),
+                             target_z=float(p[2]), status=status, **fields)
+
+    def _publish(self, result: EpisodeResult) -> None:
+        self.results.append(result)
+        self.out.publish_result(result)
