@@ -76,7 +76,7 @@ def setup(n_signals: int) -> tuple[C.L2LConfig, dict[str, Any], list[np.ndarray]
     """
     cfg = C.load(C.default_config_path())
     try:
-        from l2l_nmhw_ros.demo import draw_targets
+        from l2l_nmhw_ros.ros.demo import draw_targets
         from l2l_nmhw_ros.l2l import checkpoint
         from l2l_nmhw_ros.l2l.episode import ReachPlanner, network_config, resolve_checkpoint
 

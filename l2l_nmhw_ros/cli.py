@@ -16,7 +16,7 @@ from l2l_nmhw_ros.errors import L2LError
 
 # name -> (module, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
-    'demo': ('l2l_nmhw_ros.demo', 'run the main job on the embedded defaults'),
+    'demo': ('l2l_nmhw_ros.ros.demo', 'run the main job on the embedded defaults'),
     'config': ('l2l_nmhw_ros.config_cli', 'print the effective configuration (after overrides)'),
     'launch': ('l2l_nmhw_ros.ros.launcher', 'run a ROS 2 YAML launch file without a ROS 2 distro'),
     'reach': ('l2l_nmhw_ros.ros.reach_cli', 'send reach targets to a running graph'),

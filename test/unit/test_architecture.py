@@ -1,4 +1,9 @@
-"""The ROS-free core (pcm, snn, l2l, arm, config) imports without rclpy."""
+"""Architecture: only the ROS adapters (``l2l_nmhw_ros/ros/``) touch ROS.
+
+Every other module of the package (the core pcm, snn, l2l, arm, and the root modules config,
+cli, errors, fileio, share, ...) must not import rclpy, a message package or the ros subpackage,
+not even inside a function, and the core imports with rclpy blocked.
+"""
 
 from __future__ import annotations
 
@@ -14,10 +19,15 @@ PKG = Path(__file__).resolve().parents[2] / 'l2l_nmhw_ros'
 
 
 def _core_files() -> list[Path]:
-    files = [PKG / 'config.py', PKG / 'errors.py']
-    for sub in CORE:
-        files.extend(sorted((PKG / sub).rglob('*.py')))
-    return files
+    """Every module of the package outside ros/ (root modules included)."""
+    return sorted(p for p in PKG.rglob('*.py') if 'ros' not in p.relative_to(PKG).parts[:-1])
+
+
+def test_every_module_is_covered() -> None:
+    files = {str(p.relative_to(PKG)) for p in _core_files()}
+    assert {'cli.py', 'config.py', 'errors.py', 'fileio.py', 'share.py',
+            'l2l/inner.py', 'pcm/crossbar.py'} <= files
+    assert not any(f.startswith('ros/') for f in files)
 
 
 @pytest.mark.parametrize('path', _core_files(), ids=lambda p: str(p.relative_to(PKG)))
@@ -29,7 +39,11 @@ def test_core_module_never_names_rclpy(path: Path) -> None:
             imported.update(a.name.split('.')[0] for a in node.names)
         elif isinstance(node, ast.ImportFrom) and node.module:
             imported.add(node.module.split('.')[0])
-    ros_only = {'rclpy', 'std_msgs', 'sensor_msgs', 'geometry_msgs', 'launch', 'launch_ros'}
+            if node.module.startswith('l2l_nmhw_ros.ros'):
+                imported.add('l2l_nmhw_ros.ros')
+    ros_only = {'rclpy', 'std_msgs', 'sensor_msgs', 'geometry_msgs', 'launch', 'launch_ros',
+                'diagnostic_msgs', 'std_srvs', 'visualization_msgs', 'rcl_interfaces',
+                'builtin_interfaces', 'l2l_nmhw_ros.ros'}
     assert not imported & ros_only, f'{path.name} imports {sorted(imported & ros_only)}'
 
 
