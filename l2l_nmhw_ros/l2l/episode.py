@@ -165,8 +165,10 @@ class LoadedCheckpoint:
     pcm_differences: list[str]
 
 
-def load_checkpoint(cfg: L2LConfig) -> LoadedCheckpoint:
+def load_checkpoint(cfg: L2LConfig, logger: Any = None) -> LoadedCheckpoint:
     """Load the checkpoint of ``cfg.control.checkpoint`` (empty: the shipped one) for deployment.
+
+    With a `logger`, the network values the checkpoint sets are logged (info).
 
     Raises:
         CheckpointError: folder missing, unreadable, or its config unusable with this code.
@@ -174,6 +176,8 @@ def load_checkpoint(cfg: L2LConfig) -> LoadedCheckpoint:
     path = resolve_checkpoint(cfg.control.checkpoint)
     weights, meta = checkpoint.load(path)
     merged, diffs = network_config(cfg, meta)
+    if logger is not None and diffs:
+        logger.info('network sections from the checkpoint: ' + '; '.join(diffs))
     return LoadedCheckpoint(path=path, cfg=merged, weights=weights, metadata=meta,
                             network_differences=diffs,
                             pcm_differences=pcm_differences(merged, meta))

@@ -220,9 +220,7 @@ class OnChipLearner:
             ConfigError, ShapeError: configuration or weights do not fit.
         """
         log = logger or _LOG
-        ck = load_checkpoint(cfg)
-        if ck.network_differences:
-            log.info('network sections from the checkpoint: ' + '; '.join(ck.network_differences))
+        ck = load_checkpoint(cfg, log)
         if ck.pcm_differences:
             log.warning('pcm settings differ from those the checkpoint was meta-trained with '
                         "(kept, but its model-card errors do not apply): "

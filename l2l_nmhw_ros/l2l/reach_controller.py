@@ -133,9 +133,7 @@ class ReachController:
             ConfigError, ShapeError: configuration or weights do not fit.
         """
         log = logger or _LOG
-        ck = load_checkpoint(cfg)
-        if ck.network_differences:
-            log.info('network sections from the checkpoint: ' + '; '.join(ck.network_differences))
+        ck = load_checkpoint(cfg, log)
         log.info(f'checkpoint {ck.path}')
         return cls(ck.cfg, ReachPlanner(ck.cfg, ck.weights), outputs, clock=clock, logger=log)
 

@@ -62,6 +62,18 @@ class ArmDriverNode(Node):
 
     hardware_id = 'ed_scorbot'
 
+    #: attributes holding a resource with ``close()`` (PyBullet client, UDP sockets), closed
+    #: by :meth:`destroy_node` before the node goes
+    closeables: tuple[str, ...] = ()
+
+    def destroy_node(self) -> None:
+        """Close the subclass's resources (:attr:`closeables`), then destroy the node."""
+        for name in self.closeables:
+            res = getattr(self, name, None)
+            if res is not None:
+                res.close()
+        super().destroy_node()
+
     def __init__(self, name: str, **kwargs: Any) -> None:
         super().__init__(name, **kwargs)
         self.cfg: ArmConfig = declare_config(self, ArmConfig, 'arm')

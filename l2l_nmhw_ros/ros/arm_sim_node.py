@@ -34,6 +34,8 @@ def _stamp(t: float) -> Time:
 class ArmSimNode(ArmDriverNode):
     """PyBullet ED-Scorbot node (one :class:`PyBulletArm`, DIRECT mode unless ``gui``)."""
 
+    closeables = ('arm',)
+
     hardware_id = 'ed_scorbot_pybullet'
 
     def __init__(self, **kwargs: Any) -> None:
@@ -79,13 +81,6 @@ class ArmSimNode(ArmDriverNode):
         level = OK if self.filter.mode.value in ('tracking', 'idle') else WARN
         return level, f'simulated arm, {self.filter.mode.value}', {
             'sim_time': f'{self.arm.t:.3f}', 'speed_clamps': str(self.arm.n_speed_clamps)}
-
-    def destroy_node(self) -> None:
-        """Disconnect PyBullet, then destroy the node."""
-        arm = getattr(self, 'arm', None)
-        if arm is not None:
-            arm.close()
-        super().destroy_node()
 
 
 def main(args: list[str] | None = None) -> int:

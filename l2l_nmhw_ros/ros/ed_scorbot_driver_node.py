@@ -40,6 +40,8 @@ from l2l_nmhw_ros.ros.runtime import run_node
 class EDScorbotDriverNode(ArmDriverNode):
     """Real-arm driver: safety filter -> UDP references; UDP encoder counts -> joint_states."""
 
+    closeables = ('udp',)
+
     def __init__(self, **kwargs: Any) -> None:
         super().__init__('ed_scorbot_driver', **kwargs)
         if len(self.limits.names) != N_JOINTS:
@@ -104,13 +106,6 @@ class EDScorbotDriverNode(ArmDriverNode):
         if age > self.cfg.feedback_timeout:
             return ERROR, f'encoder feedback stale ({age:.2f} s): holding', extra
         return OK, f'closed loop, {self.filter.mode.value}', extra
-
-    def destroy_node(self) -> None:
-        """Close the sockets, then destroy the node."""
-        udp = getattr(self, 'udp', None)
-        if udp is not None:
-            udp.close()
-        super().destroy_node()
 
 
 def main(args: list[str] | None = None) -> int:
