@@ -1,6 +1,6 @@
 """Adaptation latency: learning signal in -> first command out, in the accelerator and over DDS.
 
-The accelerator is :class:`l2l_nmhw_ros.l2l.accelerator.Accelerator` (the ROS-free core of the
+The accelerator is :class:`l2l_nmhw_ros.reach.accelerator.Accelerator` (the ROS-free core of the
 ``pcm_accelerator`` node): the trainee on ONE emulated (252, 255) PCM crossbar. One episode from
 a learning signal L (249 × 250): learning trial on the crossbar, e-prop ΔW = −η Σ_t L ψ ē,
 rounded to the 1/16 grid, only the changed devices re-programmed, adapted test trial -> the
@@ -78,7 +78,7 @@ def setup(n_signals: int) -> tuple[C.L2LConfig, dict[str, Any], list[np.ndarray]
     try:
         from l2l_nmhw_ros.ros.demo import draw_targets
         from l2l_nmhw_ros.l2l import checkpoint
-        from l2l_nmhw_ros.l2l.episode import ReachPlanner, network_config, resolve_checkpoint
+        from l2l_nmhw_ros.reach.episode import ReachPlanner, network_config, resolve_checkpoint
 
         path = resolve_checkpoint('')
         weights, meta = checkpoint.load(path)
@@ -97,7 +97,7 @@ def setup(n_signals: int) -> tuple[C.L2LConfig, dict[str, Any], list[np.ndarray]
 
 def core_rows(quick: bool) -> list[dict]:
     """Time ``Accelerator.adapt`` (no baseline trial) on fresh learning signals."""
-    from l2l_nmhw_ros.l2l.accelerator import Accelerator
+    from l2l_nmhw_ros.reach.accelerator import Accelerator
 
     runs, warmup = (5, 1) if quick else (20, 2)
     cfg, weights, signals, source, _ = setup(warmup + runs)
@@ -252,7 +252,7 @@ def dds_rows(quick: bool) -> list[dict]:
 def run(quick: bool = False) -> list[dict]:
     """Return the accelerator-core and DDS adaptation-latency rows."""
     try:
-        import l2l_nmhw_ros.l2l.accelerator  # noqa: F401
+        import l2l_nmhw_ros.reach.accelerator  # noqa: F401
     except ImportError as exc:
         return [skipped(GROUP, name, f'accelerator core not available ({exc})')
                 for name in ('adaptation.core', 'adaptation.dds')]

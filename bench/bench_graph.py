@@ -21,8 +21,8 @@ def run(quick: bool) -> list[dict]:
     """Return benchmark rows (bench.common.row format)."""
     from l2l_nmhw_ros.ros.demo import draw_targets
     from l2l_nmhw_ros.l2l import checkpoint
-    from l2l_nmhw_ros.l2l.accelerator import Accelerator
-    from l2l_nmhw_ros.l2l.episode import ReachPlanner, network_config, resolve_checkpoint
+    from l2l_nmhw_ros.reach.accelerator import Accelerator
+    from l2l_nmhw_ros.reach.episode import ReachPlanner, network_config, resolve_checkpoint
 
     try:
         weights, meta = checkpoint.load(resolve_checkpoint(''))

@@ -14,7 +14,7 @@ Rows (group ``trial``; torch sides with 1 torch thread, best for batch 1 on this
 - ``trial.b1.torch.float32``: the same in float32 (what the package runs).
 - ``trial.b1.torch.pcm_read_noise``: float32, every MVM through ``PCMModel.mvm`` (read noise,
   the meta-training and evaluation model).
-- ``trial.b1.accelerator.compiled``: the accelerator's trial (``l2l.accelerator.Accelerator``,
+- ``trial.b1.accelerator.compiled``: the accelerator's trial (``reach.accelerator.Accelerator``,
   as the ``pcm_accelerator`` node runs it: default configuration, ``fast_trials`` on): the same
   initial weights packed in the (252, 255) matrix and programmed on a
   :class:`~l2l_nmhw_ros.pcm.Crossbar` (its own devices, drift and read noise, so its spike count
@@ -145,7 +145,7 @@ def run(quick: bool = False) -> list[dict]:
                             f'{_rtf(med)}; {spikes} spikes; torch threads {THREADS}',
                             rtf=NETWORK_TIME_S / med, spikes=spikes))
         try:
-            from l2l_nmhw_ros.l2l.accelerator import Accelerator
+            from l2l_nmhw_ros.reach.accelerator import Accelerator
         except ImportError as exc:
             rows.append(skipped(GROUP, 'trial.b1.torch.accelerator',
                                 f'accelerator core not available ({exc})'))

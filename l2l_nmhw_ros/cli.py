@@ -23,8 +23,9 @@ COMMANDS: dict[str, tuple[str, str]] = {
     'pcm': ('l2l_nmhw_ros.pcm.cli', 'PCM emulator tools: characterize the device model'),
     'train': ('l2l_nmhw_ros.l2l.train_cli', 'meta-train the trainee and the LSG (L2L outer loop)'),
     'eval': ('l2l_nmhw_ros.l2l.evaluate', 'evaluate a checkpoint on unseen tasks (software, PCM)'),
-    'import-checkpoint': ('l2l_nmhw_ros.l2l.published_cli', 'import the published pickles'),
-    'fidelity': ('l2l_nmhw_ros.l2l.fidelity_cli', 'published checkpoint: SW vs PCM, brownian'),
+    'import-checkpoint': ('l2l_nmhw_ros.reference.published_cli', 'import the published pickles'),
+    'fidelity': ('l2l_nmhw_ros.reference.fidelity_cli',
+                 'published checkpoint: SW vs PCM, brownian'),
 }
 
 

@@ -21,7 +21,7 @@ from std_msgs.msg import ColorRGBA, Float32MultiArray, MultiArrayDimension
 from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
 from visualization_msgs.msg import Marker, MarkerArray
 
-from l2l_nmhw_ros.l2l.reports import AcceleratorStatus, EpisodeResult, signal_crc
+from l2l_nmhw_ros.reach.reports import AcceleratorStatus, EpisodeResult, signal_crc
 
 __all__ = ['BadMessage', 'diag_array', 'diag_status', 'diag_values', 'from_multiarray',
            'episode_markers', 'joint_positions', 'joint_trajectory', 'line_marker', 'reject',

@@ -7,7 +7,7 @@ parameter ``arm_controller``, default ``forward_position_controller`` as the arm
 ``pcm_accelerator/status`` (DiagnosticArray); services ``~/save_state`` and ``~/reset``
 (std_srvs/Trigger: ``~/reset`` drops the queue and ends a running episode, ``phase = done``).
 
-Per learning signal one episode (:class:`~l2l_nmhw_ros.l2l.onchip.OnChipLearner`): baseline
+Per learning signal one episode (:class:`~l2l_nmhw_ros.reach.onchip.OnChipLearner`): baseline
 trial (``control.run_baseline``), learning trial, quantised e-prop ΔW × received signal on the
 changed devices, adapted trial; readouts streamed from ONE timer at ``control.command_rate`` (home,
 baseline, home, adapted, home, each with ``control.settle_time`` of hold); update undone
@@ -16,7 +16,7 @@ waits in a queue (``control.queue_size``, oldest dropped; status event ``queued`
 identical (same CRC-32) to the running or a queued one is a re-send and ignored, so a new request
 for the same target arriving meanwhile joins the running one.
 
-Status (DiagnosticStatus ``pcm_accelerator``, keys :class:`~l2l_nmhw_ros.l2l.reports.
+Status (DiagnosticStatus ``pcm_accelerator``, keys :class:`~l2l_nmhw_ros.reach.reports.
 AcceleratorStatus`) on each phase start/end and at ``control.status_rate`` (wall clock): ``state``,
 ``event`` (start | end of a phase, computed, queued, reset, periodic), ``episode``,
 ``learning_signal_crc32`` (CRC-32 of the signal's float32 bytes: the controller matches the
@@ -48,8 +48,8 @@ from std_msgs.msg import Float32MultiArray, Float64MultiArray
 from std_srvs.srv import Trigger
 
 from l2l_nmhw_ros import config as C
-from l2l_nmhw_ros.l2l.onchip import OnChipLearner
-from l2l_nmhw_ros.l2l.reports import AcceleratorStatus
+from l2l_nmhw_ros.reach.onchip import OnChipLearner
+from l2l_nmhw_ros.reach.reports import AcceleratorStatus
 from l2l_nmhw_ros.ros import qos
 from l2l_nmhw_ros.ros.convert import (BadMessage, from_multiarray, joint_positions, reject,
                                       report_array)

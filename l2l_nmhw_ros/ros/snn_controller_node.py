@@ -7,11 +7,11 @@ remap rviz's ``clicked_point`` to it), ``joint_states`` and ``pcm_accelerator/st
 ``executed_baseline``, ``executed``) and ``~/demonstration`` (JointTrajectory in ``arm.joints``
 order, time_from_start in network time: step k at (k + 1) · dt).
 
-One episode at a time (:class:`~l2l_nmhw_ros.l2l.reach_controller.ReachController`): IK,
+One episode at a time (:class:`~l2l_nmhw_ros.reach.reach_controller.ReachController`): IK,
 demonstration, LSG, learning signal, re-sent every ``control.signal_retry`` s (DDS may drop a
 sample right after discovery) until a status with its ``learning_signal_crc32`` at the start of
 an accelerator episode (phase ``computed`` or ``home``) names that ``episode``, or lists it in
-``queued_crc32`` (:mod:`~l2l_nmhw_ros.l2l.handshake`). That episode's statuses give the windows
+``queued_crc32`` (:mod:`~l2l_nmhw_ros.reach.handshake`). That episode's statuses give the windows
 (``phase_start``, ``phase_duration``, ``phase_hold``, ``time_scale``) of the ``baseline`` and
 ``adapted`` executions; ``phase = done`` ends it: the joint states of each window are evaluated
 (FK → errors vs demonstration and target). Targets arriving meanwhile (or before the first joint
@@ -19,9 +19,9 @@ states) wait in a queue of ``control.queue_size`` (oldest dropped, logged); no a
 ``control.episode_timeout`` s (wall clock): ERROR result. Bad messages (wrong frame, NaN, unknown
 joints) are logged (throttled), counted and ignored.
 
-``~/result`` (keys :class:`~l2l_nmhw_ros.l2l.reports.EpisodeResult`): ``status`` (ok | unreachable
-| timeout | no_joint_states | incomplete: the accelerator ended the episode without an adapted
-execution, e.g. ``~/reset``), ``episode``, ``target_x/y/z`` [m], ``ik_distance`` [m],
+``~/result`` (keys :class:`~l2l_nmhw_ros.reach.reports.EpisodeResult`): ``status`` (ok |
+unreachable | timeout | no_joint_states | incomplete: the accelerator ended the episode without an
+adapted execution, e.g. ``~/reset``), ``episode``, ``target_x/y/z`` [m], ``ik_distance`` [m],
 ``error_final_{baseline,adapted}`` [m] (end effector to target at the end of the window),
 ``error_path_*`` [m] (mean distance to the demonstration), ``error_max_*`` [m], ``joint_rmse_*``
 [rad], ``arm_moved_rad``, ``lsg_ms``, ``devices_programmed``, ``devices_restored``,
@@ -51,9 +51,9 @@ from trajectory_msgs.msg import JointTrajectory
 from visualization_msgs.msg import MarkerArray
 
 from l2l_nmhw_ros import config as C
-from l2l_nmhw_ros.l2l.episode import Demonstration, Evaluation
-from l2l_nmhw_ros.l2l.reach_controller import ReachController
-from l2l_nmhw_ros.l2l.reports import AcceleratorStatus, EpisodeResult
+from l2l_nmhw_ros.reach.episode import Demonstration, Evaluation
+from l2l_nmhw_ros.reach.reach_controller import ReachController
+from l2l_nmhw_ros.reach.reports import AcceleratorStatus, EpisodeResult
 from l2l_nmhw_ros.ros import qos
 from l2l_nmhw_ros.ros.convert import (BadMessage, diag_values, episode_markers, joint_positions,
                                       joint_trajectory, reject, report_array, stamp_to_sec,

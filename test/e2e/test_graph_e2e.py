@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from l2l_nmhw_ros.l2l.episode import resolve_checkpoint
+from l2l_nmhw_ros.reach.episode import resolve_checkpoint
 
 N_TARGETS = 5
 SEED = 1

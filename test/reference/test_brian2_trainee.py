@@ -62,7 +62,7 @@ def test_brian2_and_run_trial_agree_spike_for_spike_on_the_published_weights(sha
     import torch
 
     from l2l_nmhw_ros.config import L2LConfig
-    from l2l_nmhw_ros.l2l import published
+    from l2l_nmhw_ros.reference import published
     from l2l_nmhw_ros.snn.brian2_reference import run_trainee_brian2
     from l2l_nmhw_ros.snn.encoding import clock_input
     from l2l_nmhw_ros.snn.trainee import run_trial

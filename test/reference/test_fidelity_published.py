@@ -21,7 +21,7 @@ import math
 import pytest
 
 from l2l_nmhw_ros import config as C
-from l2l_nmhw_ros.l2l import fidelity, published
+from l2l_nmhw_ros.reference import fidelity, published
 from l2l_nmhw_ros.l2l.train_cli import preset_path
 
 # mean per-task loss 0.5 MSE(omega) + 0.5 MSE(xyz), 30 tasks, seed 2025, one batch of 30

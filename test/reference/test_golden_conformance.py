@@ -31,7 +31,7 @@ import torch
 
 from l2l_nmhw_ros import config as C
 from l2l_nmhw_ros.arm.kinematics import forward_kinematics
-from l2l_nmhw_ros.l2l import published
+from l2l_nmhw_ros.reference import published
 from l2l_nmhw_ros.l2l.inner import adapt, lsg_inputs
 from l2l_nmhw_ros.l2l.meta import make_backend, task_errors, weights_from_numpy
 from l2l_nmhw_ros.l2l.tasks import TaskBatch

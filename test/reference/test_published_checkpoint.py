@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from l2l_nmhw_ros.errors import CheckpointError
-from l2l_nmhw_ros.l2l import published as P
+from l2l_nmhw_ros.reference import published as P
 
 ROBOT = 'rlimc_checkpoints/robot_pretrained_weights.pickle'
 OMNIGLOT = 'rlimc_checkpoints/omniglot_pretrained_weights.pickle'

@@ -12,8 +12,8 @@ from rclpy.parameter import Parameter  # noqa: E402
 
 from ._graph_helpers import random_checkpoint  # noqa: E402
 from l2l_nmhw_ros import config as C  # noqa: E402
-from l2l_nmhw_ros.l2l.onchip import OnChipLearner  # noqa: E402
-from l2l_nmhw_ros.l2l.reach_controller import ReachController  # noqa: E402
+from l2l_nmhw_ros.reach.onchip import OnChipLearner  # noqa: E402
+from l2l_nmhw_ros.reach.reach_controller import ReachController  # noqa: E402
 from l2l_nmhw_ros.ros.pcm_accelerator_node import PcmAcceleratorNode  # noqa: E402
 from l2l_nmhw_ros.ros.snn_controller_node import SnnControllerNode  # noqa: E402
 

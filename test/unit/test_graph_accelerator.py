@@ -11,7 +11,7 @@ import torch
 
 from l2l_nmhw_ros import config as C
 from l2l_nmhw_ros.errors import ShapeError
-from l2l_nmhw_ros.l2l.accelerator import Accelerator
+from l2l_nmhw_ros.reach.accelerator import Accelerator
 from l2l_nmhw_ros.pcm.layout import unpack_trainee
 from l2l_nmhw_ros.pcm.model import quantize_delta
 from l2l_nmhw_ros.snn.encoding import clock_input

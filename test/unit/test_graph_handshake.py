@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from l2l_nmhw_ros.l2l.handshake import (HandshakeAction as A, HandshakeState as S,
+from l2l_nmhw_ros.reach.handshake import (HandshakeAction as A, HandshakeState as S,
                                         HandshakeUpdate as U, SignalHandshake, Window)
-from l2l_nmhw_ros.l2l.reports import AcceleratorStatus
+from l2l_nmhw_ros.reach.reports import AcceleratorStatus
 
 CRC = '0badf00d'
 RETRY, TIMEOUT = 2.0, 120.0

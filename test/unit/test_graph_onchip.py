@@ -11,9 +11,9 @@ import pytest
 
 from l2l_nmhw_ros import config as C
 from l2l_nmhw_ros.errors import ShapeError
-from l2l_nmhw_ros.l2l.accelerator import AdaptOutcome
-from l2l_nmhw_ros.l2l.onchip import Admission, OnChipLearner, QueuedSignal, SignalQueue
-from l2l_nmhw_ros.l2l.reports import STATUS_KEYS, AcceleratorStatus, signal_crc
+from l2l_nmhw_ros.reach.accelerator import AdaptOutcome
+from l2l_nmhw_ros.reach.onchip import Admission, OnChipLearner, QueuedSignal, SignalQueue
+from l2l_nmhw_ros.reach.reports import STATUS_KEYS, AcceleratorStatus, signal_crc
 
 T = 249
 STATS = {'mean_conductance_uS': 12.5, 'device_age_s': 3.0, 'drift_compensation_factor': 1.0,

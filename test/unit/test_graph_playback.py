@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from l2l_nmhw_ros.l2l import playback as P
+from l2l_nmhw_ros.reach import playback as P
 
 
 def test_integrate_readout_is_the_paper_integrator() -> None:

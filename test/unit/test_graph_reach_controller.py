@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 
 from l2l_nmhw_ros import config as C
-from l2l_nmhw_ros.l2l.episode import Demonstration, UnreachableTarget
-from l2l_nmhw_ros.l2l.reach_controller import ReachController
-from l2l_nmhw_ros.l2l.reports import AcceleratorStatus, signal_crc
+from l2l_nmhw_ros.reach.episode import Demonstration, UnreachableTarget
+from l2l_nmhw_ros.reach.reach_controller import ReachController
+from l2l_nmhw_ros.reach.reports import AcceleratorStatus, signal_crc
 
 T = 249
 DT = 0.001

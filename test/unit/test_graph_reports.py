@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from l2l_nmhw_ros.l2l.reports import (RESULT_KEYS, STATUS_KEYS, AcceleratorStatus, EpisodeResult,
+from l2l_nmhw_ros.reach.reports import (RESULT_KEYS, STATUS_KEYS, AcceleratorStatus, EpisodeResult,
                                       Level, signal_crc)
 
 DOCS = Path(__file__).resolve().parents[2] / 'docs' / 'ros.md'

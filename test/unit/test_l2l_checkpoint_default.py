@@ -89,7 +89,7 @@ def test_deployment_pcm_differences_from_the_checkpoint_are_named() -> None:
     # the nodes keep the deployment's pcm section but warn about the keys the meta-learned
     # weights depend on; the default configuration matches the shipped checkpoint
     from l2l_nmhw_ros import config as C
-    from l2l_nmhw_ros.l2l.episode import pcm_differences
+    from l2l_nmhw_ros.reach.episode import pcm_differences
     from l2l_nmhw_ros.l2l.train_cli import preset_path
 
     _, meta = ckpt.load(default_checkpoint())

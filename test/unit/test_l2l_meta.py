@@ -183,7 +183,7 @@ def test_checkpoint_rejects_missing_keys_and_bad_version(tmp_path) -> None:
 def test_checkpoint_records_and_enforces_the_lsg_target_code(tmp_path) -> None:
     # the trainer records its code; loading selects it; no code, an unknown one or a different
     # one than the configuration feeds the LSG is an error, never a silent default
-    from l2l_nmhw_ros.l2l.episode import network_config
+    from l2l_nmhw_ros.reach.episode import network_config
 
     cfg = _tiny_cfg(pcm_in_loop=False)
     assert cfg.lsg.target_code == 'workspace'

@@ -1,4 +1,4 @@
-"""Statistics of the fidelity report (l2l.fidelity) on hand-computed cases."""
+"""Statistics of the fidelity report (reference.fidelity) on hand-computed cases."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from l2l_nmhw_ros import config as C
-from l2l_nmhw_ros.l2l.fidelity import per_task_metrics, required_n, summarize
+from l2l_nmhw_ros.reference.fidelity import per_task_metrics, required_n, summarize
 
 
 def test_required_n_for_a_relative_standard_error():

@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 
 from l2l_nmhw_ros.errors import CheckpointError
-from l2l_nmhw_ros.l2l import published as P
+from l2l_nmhw_ros.reference import published as P
 
 
 # ---- a tiny pickle writer (opcodes as in pickletools' documentation) --------------------------

@@ -8,7 +8,7 @@ import torch
 
 from l2l_nmhw_ros import config as C
 from l2l_nmhw_ros.errors import ShapeError
-from l2l_nmhw_ros.l2l.accelerator import Accelerator
+from l2l_nmhw_ros.reach.accelerator import Accelerator
 from l2l_nmhw_ros.snn import fast_trial
 from l2l_nmhw_ros.snn.encoding import clock_input
 from l2l_nmhw_ros.snn.neurons import decay_factor

@@ -5,16 +5,16 @@ and the joint-position commands it streams; the node only converts messages and 
 
 Per learning signal L (time, n_rec), one episode:
 
-1. **Admission**: a signal identical (same CRC-32, :func:`~l2l_nmhw_ros.l2l.reports.signal_crc`)
+1. **Admission**: a signal identical (same CRC-32, :func:`~l2l_nmhw_ros.reach.reports.signal_crc`)
    to the running or a queued one is the controller's re-send of an unacknowledged signal and is
    ignored; while an episode runs, a new one waits in a bounded FIFO (:class:`SignalQueue`,
    ``control.queue_size``; when full the oldest is dropped) and a status with event ``queued``
    lists the waiting CRCs (it stops the sender's re-sends).
 2. **On-chip learning** (:meth:`Accelerator.adapt`): baseline test trial
    (``control.run_baseline``), learning trial, quantised e-prop update re-programming only the
-   changed devices, adapted test trial. Its :class:`~l2l_nmhw_ros.l2l.accelerator.AdaptOutcome`
+   changed devices, adapted test trial. Its :class:`~l2l_nmhw_ros.reach.accelerator.AdaptOutcome`
    stays here, with the episode, as the pending undo.
-3. **Playback planning** (:mod:`l2l_nmhw_ros.l2l.playback`): each readout integrated to joint
+3. **Playback planning** (:mod:`l2l_nmhw_ros.reach.playback`): each readout integrated to joint
    positions from ``control.home`` and time-scaled to ``control.velocity_fraction`` x
    ``arm.max_velocity`` (``control.time_scale``, ``control.min_time_scale``); the segments move
    home, baseline, return_baseline, adapted, return_adapted, each followed by
@@ -23,7 +23,7 @@ Per learning signal L (time, n_rec), one episode:
    programmed back to their targets before it), the device state saved
    (``control.state_file``), status ``end`` with ``phase = done``, the next queued signal starts.
 
-Status reports (:class:`~l2l_nmhw_ros.l2l.reports.AcceleratorStatus`) go out on every phase
+Status reports (:class:`~l2l_nmhw_ros.reach.reports.AcceleratorStatus`) go out on every phase
 start/end, when an episode is computed or queued, on reset and when the node asks (periodic).
 The adaptation latency is the monotonic ``clock`` time from the signal's arrival (``t_in``) to
 the adapted command stream ready, minus the baseline trial. ``now`` is the emulator clock [s]
@@ -43,11 +43,11 @@ import numpy as np
 
 from l2l_nmhw_ros.config import L2LConfig
 from l2l_nmhw_ros.errors import ConfigError
-from l2l_nmhw_ros.l2l.accelerator import Accelerator, AdaptOutcome
-from l2l_nmhw_ros.l2l.episode import joint_index, load_checkpoint
-from l2l_nmhw_ros.l2l.playback import (Segment, SegmentEvent, Streamer, integrate_readout,
+from l2l_nmhw_ros.reach.accelerator import Accelerator, AdaptOutcome
+from l2l_nmhw_ros.reach.episode import joint_index, load_checkpoint
+from l2l_nmhw_ros.reach.playback import (Segment, SegmentEvent, Streamer, integrate_readout,
                                        min_time_scale_for, move_segment, trajectory_segment)
-from l2l_nmhw_ros.l2l.reports import AcceleratorStatus, signal_crc
+from l2l_nmhw_ros.reach.reports import AcceleratorStatus, signal_crc
 
 __all__ = ['AcceleratorOutputs', 'Admission', 'OnChipLearner', 'QueuedSignal',
            'RunningEpisode', 'SignalQueue']

@@ -101,7 +101,7 @@ class AcceleratorStatus(_Report):
     trainee_rate_hz: float | None = None
     time_scale_baseline: float | None = None
     time_scale_adapted: float | None = None
-    # device statistics (:meth:`l2l_nmhw_ros.l2l.accelerator.Accelerator.statistics`)
+    # device statistics (:meth:`l2l_nmhw_ros.reach.accelerator.Accelerator.statistics`)
     mean_conductance_uS: float | None = None
     device_age_s: float | None = None
     drift_compensation_factor: float | None = None

@@ -2,9 +2,9 @@
 
 Imports the authors' published pickle in memory (restricted unpickler; or reads an already
 imported checkpoint folder), runs the one-update inner loop on ``brownian`` tasks in software and
-on the emulated PCM (:mod:`l2l_nmhw_ros.l2l.fidelity`) and prints a table of the losses before and
-after the update with standard errors, the paired effects and the devices programmed per task
-(``--json``: everything, machine-readable). See ``docs/fidelity.md``.
+on the emulated PCM (:mod:`l2l_nmhw_ros.reference.fidelity`) and prints a table of the losses
+before and after the update with standard errors, the paired effects and the devices programmed
+per task (``--json``: everything, machine-readable). See ``docs/fidelity.md``.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ LABELS = {'before': 'before update (SW)', 'software': 'after, software',
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Add this subcommand's arguments."""
-    from l2l_nmhw_ros.l2l.fidelity import CHUNK, FIDELITY_SEED
+    from l2l_nmhw_ros.reference.fidelity import CHUNK, FIDELITY_SEED
 
     src = parser.add_mutually_exclusive_group()
     src.add_argument('--published', default=None, metavar='PICKLE',
@@ -48,7 +48,8 @@ def load_weights(args: argparse.Namespace, cfg) -> tuple[dict, dict]:
         FileNotFoundError: the published pickle is not there.
         CheckpointError: the checkpoint's LSG target code is not the configuration's.
     """
-    from l2l_nmhw_ros.l2l import checkpoint, fidelity, published
+    from l2l_nmhw_ros.l2l import checkpoint
+    from l2l_nmhw_ros.reference import fidelity, published
 
     if args.checkpoint:
         weights, meta = checkpoint.load(args.checkpoint)
@@ -67,7 +68,7 @@ def run(args: argparse.Namespace) -> int:
     import torch
 
     from l2l_nmhw_ros import config as C
-    from l2l_nmhw_ros.l2l.fidelity import fidelity_report
+    from l2l_nmhw_ros.reference.fidelity import fidelity_report
 
     torch.set_num_threads(max(1, args.threads))
     from l2l_nmhw_ros.l2l.train_cli import preset_path

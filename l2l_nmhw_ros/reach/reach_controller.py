@@ -6,15 +6,15 @@ and calls it. One episode at a time:
 1. a target [m] (frame ``control.frame_id`` or empty, finite) starts an episode when none runs and
    joint states have arrived (the executions could not be evaluated otherwise); else it waits in a
    queue of ``control.queue_size`` (when full the oldest is dropped, logged);
-2. reachability and demonstration (:class:`~l2l_nmhw_ros.l2l.episode.ReachPlanner`); an
+2. reachability and demonstration (:class:`~l2l_nmhw_ros.reach.episode.ReachPlanner`); an
    unreachable target ends the episode at once (result ``unreachable`` with the distance);
 3. the LSG's learning signal, handed over to the accelerator by a
-   :class:`~l2l_nmhw_ros.l2l.handshake.SignalHandshake` (sent, re-sent every
+   :class:`~l2l_nmhw_ros.reach.handshake.SignalHandshake` (sent, re-sent every
    ``control.signal_retry`` s until acknowledged or queued, the accelerator episode followed);
    the demonstration and its markers are shown;
 4. on that episode's ``phase = done`` the measured joint states of the ``baseline`` and ``adapted``
-   windows are evaluated (:func:`~l2l_nmhw_ros.l2l.episode.evaluate`) into an
-   :class:`~l2l_nmhw_ros.l2l.reports.EpisodeResult` (``ok``, ``no_joint_states`` or
+   windows are evaluated (:func:`~l2l_nmhw_ros.reach.episode.evaluate`) into an
+   :class:`~l2l_nmhw_ros.reach.reports.EpisodeResult` (``ok``, ``no_joint_states`` or
    ``incomplete`` when no adapted execution was reported, e.g. after the accelerator's reset);
    an episode without ``done`` for ``control.episode_timeout`` s (wall clock) ends as
    ``timeout``.
@@ -34,11 +34,11 @@ from typing import Any, Protocol
 import numpy as np
 
 from l2l_nmhw_ros.config import L2LConfig
-from l2l_nmhw_ros.l2l.episode import (Demonstration, Evaluation, ReachPlanner, UnreachableTarget,
+from l2l_nmhw_ros.reach.episode import (Demonstration, Evaluation, ReachPlanner, UnreachableTarget,
                                       evaluate, load_checkpoint)
-from l2l_nmhw_ros.l2l.handshake import (EXECUTIONS, HandshakeAction, HandshakeUpdate,
+from l2l_nmhw_ros.reach.handshake import (EXECUTIONS, HandshakeAction, HandshakeUpdate,
                                         SignalHandshake)
-from l2l_nmhw_ros.l2l.reports import AcceleratorStatus, EpisodeResult, signal_crc
+from l2l_nmhw_ros.reach.reports import AcceleratorStatus, EpisodeResult, signal_crc
 
 __all__ = ['JOINT_BUFFER', 'ControllerOutputs', 'ReachController', 'ReachEpisode']
 

@@ -2,8 +2,8 @@
 
 Reads ``robot_pretrained_weights.pickle`` or ``omniglot_pretrained_weights.pickle`` (the official
 repository's ``pretrained-weights.pickle`` files) with the restricted unpickler of
-:mod:`l2l_nmhw_ros.l2l.published` (no TensorFlow, nothing executed), transposes to the project's
-(n_post, n_pre) convention and writes a checkpoint folder (``weights.safetensors`` +
+:mod:`l2l_nmhw_ros.reference.published` (no TensorFlow, nothing executed), transposes to the
+project's (n_post, n_pre) convention and writes a checkpoint folder (``weights.safetensors`` +
 ``metadata.json`` with the source file's SHA-256, repository and licence).
 """
 
@@ -29,7 +29,7 @@ def run(args: argparse.Namespace) -> int:
     """Import the checkpoint; returns 0, or 1 when the file is refused."""
     from l2l_nmhw_ros import config as C
     from l2l_nmhw_ros.errors import CheckpointError, ShapeError
-    from l2l_nmhw_ros.l2l import published
+    from l2l_nmhw_ros.reference import published
 
     from l2l_nmhw_ros.l2l.train_cli import preset_path
 

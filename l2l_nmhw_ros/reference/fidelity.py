@@ -1,7 +1,7 @@
 """Fidelity evaluation: the authors' published robot checkpoint run by OUR implementation.
 
-The published meta-trained weights (imported with :mod:`l2l_nmhw_ros.l2l.published`) are adapted
-by our inner loop (:func:`l2l_nmhw_ros.l2l.inner.adapt`: trainee, LSG, natural e-prop, one
+The published meta-trained weights (imported with :mod:`l2l_nmhw_ros.reference.published`) are
+adapted by our inner loop (:func:`l2l_nmhw_ros.l2l.inner.adapt`: trainee, LSG, natural e-prop, one
 update) on the paper's ``brownian`` task family, under the rows of ``l2l-nmhw eval``
 (:mod:`l2l_nmhw_ros.l2l.evaluate`), all on the SAME tasks (paired):
 

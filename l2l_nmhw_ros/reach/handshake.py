@@ -29,7 +29,7 @@ from __future__ import annotations
 import dataclasses
 import enum
 
-from l2l_nmhw_ros.l2l.reports import AcceleratorStatus
+from l2l_nmhw_ros.reach.reports import AcceleratorStatus
 
 __all__ = ['ACK_PHASES', 'EXECUTIONS', 'HandshakeAction', 'HandshakeState', 'HandshakeUpdate',
            'SignalHandshake', 'Window']

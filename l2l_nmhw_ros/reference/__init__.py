@@ -1,0 +1,2 @@
+"""The authors' published checkpoints (safe import) and the fidelity evaluation against
+their code."""
