@@ -192,7 +192,17 @@ class PCMConfig(_Section):
 
 
 @dataclasses.dataclass(frozen=True)
-class TraineeConfig(_Section):
+class _SpikingNetwork(_Section):
+    """Neuron and readout constants shared by the trainee and the LSG (same paper values)."""
+
+    tau_m: float = param(0.020, 's', 'Membrane time constant', lo=1e-6)
+    tau_out: float = param(0.020, 's', 'Readout time constant', lo=1e-6)
+    n_ref: int = param(5, 'steps', 'Refractory period', lo=0)
+    dampening_factor: float = param(0.3, '1', 'gamma of the pseudo-derivative', lo=0.0)
+
+
+@dataclasses.dataclass(frozen=True)
+class TraineeConfig(_SpikingNetwork):
     """The trainee: recurrent LIF network on the PCM crossbar (``trainee`` section)."""
 
     n_in: int = param(5, '1', 'Clock input neurons', lo=1, read_only=True)
@@ -201,28 +211,20 @@ class TraineeConfig(_Section):
                        'task.learned_joints (paper: base, shoulder)',
                        lo=1, read_only=True)
     v_th: float = param(0.6, '1', 'Firing threshold (normalised membrane units)', lo=1e-6)
-    tau_m: float = param(0.020, 's', 'Membrane time constant', lo=1e-6)
-    tau_out: float = param(0.020, 's', 'Readout time constant', lo=1e-6)
-    n_ref: int = param(5, 'steps', 'Refractory period', lo=0)
-    dampening_factor: float = param(0.3, '1', 'gamma of the pseudo-derivative', lo=0.0)
     rate_target: float = param(20.0, 'Hz', 'Firing-rate regulariser target', lo=0.0)
     rate_reg: float = param(0.25, '1', 'Firing-rate regulariser weight', lo=0.0)
 
 
 @dataclasses.dataclass(frozen=True)
-class LSGConfig(_Section):
+class LSGConfig(_SpikingNetwork):
     """The learning-signal generator: software ALIF/LIF network (``lsg`` section)."""
 
     n_rec: int = param(800, '1', 'Recurrent neurons', lo=1, read_only=True)
     alif_fraction: float = param(0.3, '1', 'Fraction of adaptive (ALIF) neurons', lo=0.0, hi=1.0,
                                  read_only=True)
     v_th: float = param(1.3, '1', 'Base firing threshold', lo=1e-6)
-    tau_m: float = param(0.020, 's', 'Membrane time constant', lo=1e-6)
-    tau_out: float = param(0.020, 's', 'Readout time constant', lo=1e-6)
     tau_a: float = param(0.6, 's', 'Threshold adaptation time constant', lo=1e-6)
     beta: float = param(1.6, '1', 'Threshold adaptation strength of ALIF neurons', lo=0.0)
-    n_ref: int = param(5, 'steps', 'Refractory period', lo=0)
-    dampening_factor: float = param(0.3, '1', 'gamma of the pseudo-derivative', lo=0.0)
     bits_per_coord: int = param(16, '1', 'Binary input neurons per target coordinate',
                                 lo=1, hi=31, read_only=True)
     target_code: str = param('workspace', '', 'Binary code of the target coordinates fed to the '
