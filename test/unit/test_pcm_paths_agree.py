@@ -296,7 +296,7 @@ def test_physical_batched_read_noise_evaluates_q_s_at_the_read_conductance() -> 
     f = 32.0 ** -xb.nu[0]  # (N, rows, cols)
     expected = f.mean(0) ** 0.35 / torch.sqrt((f * f).mean(0))
     torch.testing.assert_close(ratio, expected, rtol=1e-9, atol=0.0)
-    assert 1.05 < ratio.mean().item() < 1.2
+    assert ratio.mean().item() > 1.05 and ratio.mean().item() < 1.2
     # without drift the two agree exactly (no programming noise: identical devices)
     cfg0 = _cfg('physical', prog_noise=False, drift=False)
     xb0 = _crossbar(cfg0, 24, (0.5,))
