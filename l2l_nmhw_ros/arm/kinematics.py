@@ -33,6 +33,7 @@ import numpy as np
 import numpy.typing as npt
 from scipy.optimize import least_squares
 
+from l2l_nmhw_ros.config import FK_JOINTS
 from l2l_nmhw_ros.errors import ShapeError
 from l2l_nmhw_ros.share import find_share
 
@@ -129,7 +130,7 @@ def jacobian(q: npt.ArrayLike) -> npt.NDArray[np.float64]:
 # ---- joint limits ----------------------------------------------------------------------------
 
 #: Joint names of the ED-Scorbot in URDF (and ``joint_states``) order; as the real robot's URDF.
-JOINT_NAMES = ('base_joint', 'shoulder', 'elbow', 'pitch')
+JOINT_NAMES = FK_JOINTS  # base to wrist pitch, the order of forward_kinematics' q
 
 #: Paper code's safe ranges [rad] (``scorbot.py``, ``save_space``): base +-130 deg, shoulder
 #: +-70 deg; the code holds elbow and pitch at 0 and gives them no range (None = URDF limit).

@@ -32,7 +32,7 @@ import torch
 
 from l2l_nmhw_ros.arm.kinematics import (JOINT_NAMES, forward_kinematics, inverse_kinematics,
                                          load_joint_limits, safe_limits)
-from l2l_nmhw_ros.config import L2LConfig, from_dict, to_dict
+from l2l_nmhw_ros.config import FK_JOINTS, L2LConfig, from_dict, to_dict
 from l2l_nmhw_ros.errors import CheckpointError, ConfigError, L2LError, ShapeError
 from l2l_nmhw_ros.l2l import checkpoint
 from l2l_nmhw_ros.l2l.checkpoint import target_code as checkpoint_target_code
@@ -49,7 +49,6 @@ __all__ = ['LEARNING_PCM_KEYS', 'NETWORK_SECTIONS', 'Demonstration', 'Evaluation
 NETWORK_SECTIONS = ('trainee', 'lsg', 'eprop', 'task')
 
 #: the joints the trainee's two readouts drive, in readout order (paper code: joints 0 and 1)
-LEARNED_JOINTS = ('base_joint', 'shoulder')
 
 
 class UnreachableTarget(L2LError):
@@ -130,6 +129,11 @@ def network_config(cfg: L2LConfig, metadata: Mapping[str, Any]) -> tuple[L2LConf
         if sec not in ck:
             continue
         merged[sec] = {**ours[sec], **{k: v for k, v in ck[sec].items() if k in ours[sec]}}
+        if sec == 'task' and 'learned_joints' not in ck[sec]:
+            # recorded since task.learned_joints exists; before, the readouts were the first
+            # n_out FK joints (the checkpoint's weights say how many), never our default
+            n_out = ck.get('trainee', {}).get('n_out', len(ours['task']['learned_joints']))
+            merged[sec]['learned_joints'] = list(FK_JOINTS[:n_out])
         for k, v in merged[sec].items():
             a = ours[sec][k]
             same = (math.isclose(a, v, rel_tol=1e-12) if isinstance(a, float) and
@@ -183,8 +187,13 @@ def load_checkpoint(cfg: L2LConfig, logger: Any = None) -> LoadedCheckpoint:
                             pcm_differences=pcm_differences(merged, meta))
 
 
-def joint_index(joints: Sequence[str]) -> tuple[list[int], list[int]]:
+def joint_index(joints: Sequence[str],
+                learned: Sequence[str]) -> tuple[list[int], list[int]]:
     """Return (FK order -> command index, learned joints -> command index).
+
+    Args:
+        joints: the commanded joints (``arm.joints``).
+        learned: the joints the trainee drives (``task.learned_joints``, from the checkpoint).
 
     Raises:
         ConfigError: a needed joint is missing from ``joints``.
@@ -193,7 +202,7 @@ def joint_index(joints: Sequence[str]) -> tuple[list[int], list[int]]:
     if missing:
         raise ConfigError(f'arm.joints: {list(joints)} lacks {missing}')
     return [list(joints).index(n) for n in JOINT_NAMES], [list(joints).index(n)
-                                                          for n in LEARNED_JOINTS]
+                                                          for n in learned]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -256,10 +265,10 @@ class ReachPlanner:
     def __init__(self, cfg: L2LConfig, lsg_weights: Mapping[str, Any],
                  urdf: str | Path | None = None) -> None:
         self.cfg = cfg
-        self.fk_idx, self.learned_idx = joint_index(cfg.arm.joints)
+        self.fk_idx, self.learned_idx = joint_index(cfg.arm.joints, cfg.task.learned_joints)
         if len(self.learned_idx) != cfg.trainee.n_out:
             raise ConfigError(f'trainee.n_out = {cfg.trainee.n_out} readouts, but '
-                              f'{len(LEARNED_JOINTS)} learned joints')
+                              f'{len(cfg.task.learned_joints)} task.learned_joints')
         self.lsg = {}
         for k in ('w_in', 'w_rec', 'w_out'):
             w = lsg_weights.get(f'lsg.{k}', lsg_weights.get(k))
@@ -271,7 +280,7 @@ class ReachPlanner:
                              f'{tuple(self.lsg["w_out"].shape)}')
         limits = safe_limits(load_joint_limits(urdf))
         lo, hi = limits.lower.copy(), limits.upper.copy()
-        for j, name in enumerate(LEARNED_JOINTS):  # ∩ the task family's safe ranges
+        for j, name in enumerate(cfg.task.learned_joints):  # ∩ the task family's safe ranges
             i = limits.index(name)
             lo[i] = max(lo[i], cfg.task.joint_lo[j])
             hi[i] = min(hi[i], cfg.task.joint_hi[j])
@@ -296,7 +305,7 @@ class ReachPlanner:
         if p.shape != (3,) or not np.isfinite(p).all():
             raise ValueError(f'target: expected 3 finite coordinates [m], got {p.tolist()}')
         q0_fk = self.home[self.fk_idx]
-        act = [JOINT_NAMES.index(n) for n in LEARNED_JOINTS]
+        act = [JOINT_NAMES.index(n) for n in self.cfg.task.learned_joints]
         ik = inverse_kinematics(p, q0_fk, limits=self.limits, active_joints=act,
                                 tol=self.cfg.control.reach_tolerance)
         if not ik.reachable:

@@ -196,7 +196,7 @@ class OnChipLearner:
         self._now, self._clock = now, clock
         self._log = logger or _LOG
         self.joints = list(cfg.arm.joints)
-        _, self.learned_idx = joint_index(self.joints)
+        _, self.learned_idx = joint_index(self.joints, cfg.task.learned_joints)
         self.queue = SignalQueue(cfg.control.queue_size)
         self.configure(cfg)
         self.streamer = Streamer()

@@ -97,3 +97,21 @@ def test_deployment_pcm_differences_from_the_checkpoint_are_named() -> None:
     paper = C.load(C.default_config_path(), preset_path('paper'))
     assert pcm_differences(paper, meta) == ['pcm.stochastic_rounding: False -> True']
     assert pcm_differences(paper, {'config': {}}) == []
+
+
+def test_the_checkpoint_not_the_deployment_sets_learned_joints_and_target_code() -> None:
+    # a deployment configured for 3 learned joints and the workspace code still runs the shipped
+    # checkpoint as trained: 2 readouts (base, shoulder, from its n_out: it predates the field)
+    # and the clamped target code it records
+    from l2l_nmhw_ros import config as C
+    from l2l_nmhw_ros.l2l.train_cli import preset_path
+    from l2l_nmhw_ros.reach.episode import network_config
+
+    deploy = C.load(C.default_config_path(), preset_path('reach3'))
+    assert deploy.task.learned_joints == ('base_joint', 'shoulder', 'elbow')
+    _, meta = ckpt.load(default_checkpoint())
+    assert 'learned_joints' not in meta['config']['task']
+    cfg, diffs = network_config(deploy, meta)
+    assert cfg.task.learned_joints == ('base_joint', 'shoulder') and cfg.trainee.n_out == 2
+    assert cfg.lsg.target_code == 'clamped'
+    assert any(d.startswith('task.learned_joints') for d in diffs)
