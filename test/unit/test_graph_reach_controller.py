@@ -182,12 +182,18 @@ def test_timeout_when_never_acknowledged_and_when_done_never_comes() -> None:
     assert 'accelerator episode 5 did not reach phase done' in out.results[-1].message
 
 
-def test_done_without_an_adapted_execution_is_incomplete() -> None:
+def _computed_episode():
+    """A controller whose one target's episode the accelerator has computed: (ctl, out, crc)."""
     ctl, out, _ = _controller()
     ctl.on_joint_state(0.0, np.zeros(4))
     ctl.add_target([0.1, 0.0, 0.0])
     crc = signal_crc(out.signals[-1])
     ctl.on_status(_status(crc, 'computed', 'computed'))
+    return ctl, out, crc
+
+
+def test_done_without_an_adapted_execution_is_incomplete() -> None:
+    ctl, out, crc = _computed_episode()
     ctl.on_status(_status(crc, 'done', 'reset'))  # e.g. the accelerator's ~/reset
     r = out.results[0]
     assert r.status == 'incomplete' and r.message == 'no adapted execution reported'
@@ -195,11 +201,7 @@ def test_done_without_an_adapted_execution_is_incomplete() -> None:
 
 
 def test_an_execution_without_joint_states_is_reported() -> None:
-    ctl, out, _ = _controller()
-    ctl.on_joint_state(0.0, np.zeros(4))
-    ctl.add_target([0.1, 0.0, 0.0])
-    crc = signal_crc(out.signals[-1])
-    ctl.on_status(_status(crc, 'computed', 'computed'))
+    ctl, out, crc = _computed_episode()
     ctl.on_status(_status(crc, 'adapted', phase_start=50.0, phase_duration=1.0, phase_hold=0.5,
                           time_scale=SCALE))
     ctl.on_status(_status(crc, 'done', 'end'))
