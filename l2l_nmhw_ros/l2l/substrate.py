@@ -244,6 +244,14 @@ class CrossbarSubstrate:
         n = self.crossbar.add(dq, self.t) if bool((dq != 0).any()) else 0
         return torch.tensor([n], dtype=torch.int64)
 
+    def undo_record(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(target_before (n_post, n_pre), changed bool (n_post, n_pre), dq_in, dq_rec) of all
+        updates so far; with no update: the current targets, nothing changed, zero updates."""
+        if self.target_before is None:
+            return (self.crossbar.w_target, torch.zeros(self.n_post, self.n_pre, dtype=torch.bool),
+                    torch.zeros(self.n_rec, self.n_in), torch.zeros(self.n_rec, self.n_rec))
+        return self.target_before, self.changed, self.dq_in, self.dq_rec
+
     def weights(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """The crossbar's target weights (w_in, w_rec, w_out), each with a batch dim of 1."""
         w_in, w_rec, w_out = unpack_trainee(self.crossbar.w_target, self.n_in)

@@ -292,17 +292,11 @@ class Accelerator:
             res = update_and_test(sub, sig, self.cfg)
         n_prog = int(res.n_programmed[0])
         self.devices_programmed_total += n_prog
-        xb_sub = sub.substrate
-        if xb_sub.changed is None:  # no update ran (eprop.n_updates = 0)
-            zero = torch.zeros(self.n_post, self.n_pre, dtype=torch.bool)
-            xb_sub.changed, xb_sub.target_before = zero, self.crossbar.w_target
-            xb_sub.dq_in = torch.zeros(self.n_rec, self.n_in)
-            xb_sub.dq_rec = torch.zeros(self.n_rec, self.n_rec)
+        target_before, changed, dq_in, dq_rec = sub.substrate.undo_record()
         return AdaptOutcome(omega_adapted=res.test.y[:, 0, :].double().numpy(),
                             omega_baseline=omega_base, devices_programmed=n_prog,
-                            weights_changed=int(xb_sub.changed.sum()), dq_in=xb_sub.dq_in,
-                            dq_rec=xb_sub.dq_rec, changed=xb_sub.changed,
-                            target_before=xb_sub.target_before,
+                            weights_changed=int(changed.sum()), dq_in=dq_in, dq_rec=dq_rec,
+                            changed=changed, target_before=target_before,
                             timings=sub.stage_times(baseline),
                             rate_hz=float(res.learn.z.mean()) / self.cfg.task.dt)
 
