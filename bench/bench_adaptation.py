@@ -44,7 +44,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from bench.common import row, skipped, spin_until, stop_child, summarize, torch_threads
+from l2l_nmhw_ros.ros.runtime import spin_until
+from bench.common import row, skipped, stop_child, summarize, torch_threads
 from l2l_nmhw_ros import config as C
 from l2l_nmhw_ros.snn.trainee import init_trainee_weights
 
@@ -76,7 +77,7 @@ def setup(n_signals: int) -> tuple[C.L2LConfig, dict[str, Any], list[np.ndarray]
     """
     cfg = C.load(C.default_config_path())
     try:
-        from l2l_nmhw_ros.ros.demo import draw_targets
+        from l2l_nmhw_ros.ros.tools.demo import draw_targets
         from l2l_nmhw_ros.l2l import checkpoint
         from l2l_nmhw_ros.reach.episode import ReachPlanner, network_config, resolve_checkpoint
 

@@ -19,7 +19,7 @@ GROUP = 'graph'
 
 def run(quick: bool) -> list[dict]:
     """Return benchmark rows (bench.common.row format)."""
-    from l2l_nmhw_ros.ros.demo import draw_targets
+    from l2l_nmhw_ros.ros.tools.demo import draw_targets
     from l2l_nmhw_ros.l2l import checkpoint
     from l2l_nmhw_ros.reach.accelerator import Accelerator
     from l2l_nmhw_ros.reach.episode import ReachPlanner, network_config, resolve_checkpoint

@@ -17,7 +17,8 @@ import time
 
 import numpy as np
 
-from bench.common import row, skipped, spin_until, stop_child
+from l2l_nmhw_ros.ros.runtime import spin_until
+from bench.common import row, skipped, stop_child
 
 ECHO = r'''
 import sys, rclpy

@@ -84,17 +84,6 @@ def measure_interleaved(fns: dict[str, Callable[[], Any]], *, repeat: int = 5, w
     return {name: summarize(t) for name, t in times.items()}
 
 
-def spin_until(executor: Any, pred: Callable[[], bool], timeout: float, *,
-               slice_s: float = 0.001, abort: Callable[[], bool] | None = None) -> bool:
-    """Spin ``executor`` until ``pred()`` or ``timeout`` s (or ``abort()``); return ``pred()``."""
-    deadline = time.perf_counter() + timeout
-    while not pred() and time.perf_counter() < deadline:
-        if abort is not None and abort():
-            return False
-        executor.spin_once(timeout_sec=slice_s)
-    return pred()
-
-
 def stop_child(child: Any, timeout: float) -> None:
     """Terminate a benchmark's helper process; kill it if it does not exit within ``timeout`` s."""
     child.terminate()

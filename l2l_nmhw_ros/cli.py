@@ -16,10 +16,11 @@ from l2l_nmhw_ros.errors import L2LError
 
 # name -> (module, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
-    'demo': ('l2l_nmhw_ros.ros.demo', 'run the main job on the embedded defaults'),
+    'demo': ('l2l_nmhw_ros.ros.tools.demo', 'run the main job on the embedded defaults'),
     'config': ('l2l_nmhw_ros.config_cli', 'print the effective configuration (after overrides)'),
-    'launch': ('l2l_nmhw_ros.ros.launcher', 'run a ROS 2 YAML launch file without a ROS 2 distro'),
-    'reach': ('l2l_nmhw_ros.ros.reach_cli', 'send reach targets to a running graph'),
+    'launch': ('l2l_nmhw_ros.ros.tools.launcher',
+               'run a ROS 2 YAML launch file without a ROS 2 distro'),
+    'reach': ('l2l_nmhw_ros.ros.tools.reach_cli', 'send reach targets to a running graph'),
     'pcm': ('l2l_nmhw_ros.pcm.cli', 'PCM emulator tools: characterize the device model'),
     'train': ('l2l_nmhw_ros.l2l.train_cli', 'meta-train the trainee and the LSG (L2L outer loop)'),
     'eval': ('l2l_nmhw_ros.l2l.evaluate', 'evaluate a checkpoint on unseen tasks (software, PCM)'),

@@ -16,6 +16,7 @@ from __future__ import annotations
 import faulthandler
 import signal
 import sys
+import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -79,3 +80,20 @@ def run_node(factory: Callable[..., Any], args: Sequence[str] | None = None) -> 
         if node is not None:
             node.destroy_node()
         ctx.try_shutdown()
+
+
+def spin_until(executor: Any, pred: Callable[[], Any], timeout: float, *,
+               slice_s: float = 0.05, abort: Callable[[], bool] | None = None) -> bool:
+    """Spin ``executor`` in ``slice_s`` s slices until ``pred()`` is true; the one wait loop of
+    the tools, tests and benchmarks over a graph.
+
+    Returns:
+        True when ``pred()`` held, False when ``timeout`` s of wall time passed first or
+        ``abort()`` turned true (e.g. a child process exited).
+    """
+    deadline = time.monotonic() + timeout
+    while not pred():
+        if (abort is not None and abort()) or time.monotonic() > deadline:
+            return False
+        executor.spin_once(timeout_sec=slice_s)
+    return True

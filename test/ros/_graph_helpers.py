@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -11,19 +10,16 @@ from typing import Any
 
 def spin_until(executor: Any, predicate: Callable[[], Any], timeout: float,
                what: str = 'condition', *, abort: Callable[[], bool] | None = None) -> None:
-    """Spin ``executor`` (0.05 s slices) until ``predicate()`` is true.
+    """Spin ``executor`` until ``predicate()`` is true (:func:`runtime.spin_until`).
 
     Raises:
         AssertionError: naming ``what``, when ``timeout`` s of wall time pass first or
             ``abort()`` turns true (e.g. a child process exited).
     """
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if abort is not None and abort():
-            raise AssertionError(f'{what}: aborted before it was reached')
-        if time.monotonic() > deadline:
-            raise AssertionError(f'{what}: not reached within {timeout} s')
-        executor.spin_once(timeout_sec=0.05)
+    from l2l_nmhw_ros.ros.runtime import spin_until as spin
+
+    if not spin(executor, predicate, timeout, abort=abort):
+        raise AssertionError(f'{what}: not reached within {timeout} s (or aborted)')
 
 
 def new_context() -> Any:

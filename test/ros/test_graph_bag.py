@@ -19,7 +19,7 @@ from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint  # noqa: E
 from visualization_msgs.msg import Marker, MarkerArray  # noqa: E402
 
 from ._graph_helpers import spin_until  # noqa: E402
-from l2l_nmhw_ros.ros.bag import (BagRecorder, McapBag, message_definition,  # noqa: E402
+from l2l_nmhw_ros.ros.tools.bag import (BagRecorder, McapBag, message_definition,  # noqa: E402
                                   type_name_of)
 
 

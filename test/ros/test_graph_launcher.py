@@ -18,8 +18,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from l2l_nmhw_ros.ros import launch_file as LF
-from l2l_nmhw_ros.ros.launcher import Launcher, ros_environment
+from l2l_nmhw_ros.ros.tools import launch_file as LF
+from l2l_nmhw_ros.ros.tools.launcher import Launcher, ros_environment
 
 DUMMY = '''\
 #!{python}

@@ -68,3 +68,26 @@ def test_core_imports_with_rclpy_blocked() -> None:
                          cwd=PKG.parent, timeout=300)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip().endswith('ok')
+
+
+def _imports_of(path: Path) -> set[str]:
+    """Every module name ``path`` imports (also inside functions)."""
+    names: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding='utf-8'))):
+        if isinstance(node, ast.Import):
+            names.update(a.name for a in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            names.add(node.module)
+    return names
+
+
+def test_nodes_do_not_depend_on_the_tools() -> None:
+    """The graph's nodes and their adapters (``ros/*.py``) never import the tools over the graph
+    (``ros/tools/``: launcher, bag writer, demo, reach client); the tools may use the nodes."""
+    adapters = sorted((PKG / 'ros').glob('*.py'))
+    assert {'pcm_accelerator_node.py', 'snn_controller_node.py'} <= {p.name for p in adapters}
+    tools = {p.stem for p in (PKG / 'ros' / 'tools').glob('*.py')} - {'__init__'}
+    assert {'launcher', 'bag', 'demo', 'reach_cli'} <= tools
+    for path in adapters:
+        bad = {m for m in _imports_of(path) if m.startswith('l2l_nmhw_ros.ros.tools')}
+        assert not bad, f'{path.name} imports {sorted(bad)}'

@@ -1,8 +1,8 @@
 """Parse the subset of the ROS 2 YAML launch format that ``launch/reach.launch.yaml`` uses.
 
 ``launch`` / ``launch_ros`` are not on PyPI, so a pip-only install runs the same launch file
-through this parser and :mod:`l2l_nmhw_ros.ros.launcher`. Supported (everything else is an error
-that names the entity, never silently skipped):
+through this parser and :mod:`l2l_nmhw_ros.ros.tools.launcher`. Supported (everything else is an
+error that names the entity, never silently skipped):
 
 - ``arg``: ``name``, ``default``, ``description``, ``choice`` (list of ``{value: ...}``).
 - ``node``: ``pkg``, ``exec``, ``name``, ``namespace``, ``output`` (``screen`` | ``log`` |

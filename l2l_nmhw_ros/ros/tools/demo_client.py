@@ -4,12 +4,11 @@ It talks to the graph only over its topics and services (as any user would): ``r
 out; ``snn_controller/result``, ``pcm_accelerator/status``, ``pcm_accelerator/learning_signal``,
 ``joint_states``, ``snn_controller/demonstration`` in; ``pcm_accelerator/save_state`` called at
 the end. It follows the graph's clock (``use_sim_time`` when the arm simulation owns /clock) and
-records the episode topics to an MCAP bag (:class:`~l2l_nmhw_ros.ros.bag.BagRecorder`).
+records the episode topics to an MCAP bag (:class:`~l2l_nmhw_ros.ros.tools.bag.BagRecorder`).
 """
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -27,8 +26,8 @@ from std_srvs.srv import Trigger
 from trajectory_msgs.msg import JointTrajectory
 from visualization_msgs.msg import MarkerArray
 
-from l2l_nmhw_ros.ros import qos
-from l2l_nmhw_ros.ros.bag import BagRecorder
+from l2l_nmhw_ros.ros import qos, runtime
+from l2l_nmhw_ros.ros.tools.bag import BagRecorder
 from l2l_nmhw_ros.ros.convert import (BadMessage, diag_values, from_multiarray, joint_positions,
                                       stamp_to_sec)
 
@@ -123,15 +122,18 @@ class DemoClient:
     def spin_until(self, pred: Callable[[], bool], timeout: float,
                    alive: Callable[[], str | None] = lambda: None) -> bool:
         """Spin until ``pred()``; False on timeout. ``alive()`` returning text aborts (raises)."""
-        deadline = time.monotonic() + timeout
-        while not pred():
-            if time.monotonic() > deadline:
-                return False
-            dead = alive()
-            if dead:
-                raise RuntimeError(dead)
-            self.executor.spin_once(timeout_sec=0.05)
-        return True
+        dead: list[str] = []
+
+        def abort() -> bool:
+            text = alive()
+            if text:
+                dead.append(text)
+            return bool(text)
+
+        ok = runtime.spin_until(self.executor, pred, timeout, abort=abort)
+        if dead:
+            raise RuntimeError(dead[0])
+        return ok
 
     def graph_ready(self, arm_node: str) -> bool:
         """Every node is on the graph, the arm publishes joint states, the accelerator its status

@@ -111,9 +111,9 @@ def run_demo(n_targets: int = 5, seed: int = 1, output: str | Path = DEFAULT_OUT
     import rclpy
 
     from l2l_nmhw_ros.reach.episode import resolve_checkpoint
-    from l2l_nmhw_ros.ros.demo_client import DemoClient
-    from l2l_nmhw_ros.ros.launch_file import find_package_share, load_launch_file
-    from l2l_nmhw_ros.ros.launcher import Launcher, ros_environment
+    from l2l_nmhw_ros.ros.tools.demo_client import DemoClient
+    from l2l_nmhw_ros.ros.tools.launch_file import find_package_share, load_launch_file
+    from l2l_nmhw_ros.ros.tools.launcher import Launcher, ros_environment
 
     t_start = time.monotonic()
     out = Path(output)

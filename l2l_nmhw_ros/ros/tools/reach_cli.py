@@ -40,7 +40,7 @@ def run(args: argparse.Namespace) -> int:
     import rclpy
 
     from l2l_nmhw_ros import config as C
-    from l2l_nmhw_ros.ros.demo_client import DemoClient
+    from l2l_nmhw_ros.ros.tools.demo_client import DemoClient
 
     targets = np.asarray(args.xyz, dtype=float).reshape(-1, 3)
     cfg = C.load()

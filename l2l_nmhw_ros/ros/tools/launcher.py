@@ -1,7 +1,7 @@
 """The package's own small launcher: runs a ROS 2 YAML launch file without ``ros2 launch``.
 
 ``l2l-nmhw launch [l2l_nmhw_ros] reach.launch.yaml [name:=value ...]`` does what ``ros2 launch``
-does for the subset of the format in :mod:`l2l_nmhw_ros.ros.launch_file`:
+does for the subset of the format in :mod:`l2l_nmhw_ros.ros.tools.launch_file`:
 
 - one subprocess per node, started from its console script (``<venv>/bin/<exec>``; then
   ``<prefix>/lib/<pkg>/<exec>`` for every ``AMENT_PREFIX_PATH`` prefix; then ``PATH``), with
@@ -43,7 +43,7 @@ from typing import IO
 
 import yaml
 
-from l2l_nmhw_ros.ros.launch_file import (LaunchDescription, LaunchError, NodeSpec,
+from l2l_nmhw_ros.ros.tools.launch_file import (LaunchDescription, LaunchError, NodeSpec,
                                           find_package_share, load_launch_file)
 
 #: seconds between SIGINT and SIGTERM, and between SIGTERM and SIGKILL (launch's defaults)

@@ -21,7 +21,7 @@ from typing import Any
 from mcap.well_known import MessageEncoding, SchemaEncoding
 from mcap.writer import Writer
 
-from l2l_nmhw_ros.ros.launch_file import find_package_share
+from l2l_nmhw_ros.ros.tools.launch_file import find_package_share
 
 _PRIMITIVES = {'bool', 'byte', 'char', 'float32', 'float64', 'int8', 'uint8', 'int16', 'uint16',
                'int32', 'uint32', 'int64', 'uint64', 'string', 'wstring'}
