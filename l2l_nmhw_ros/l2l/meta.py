@@ -249,13 +249,18 @@ class MetaTrainer:
 
     def save(self, path: str, *, extra: dict[str, Any] | None = None,
              train_state: bool = True) -> None:
-        """Write a checkpoint folder (weights, metadata, and the resumable training state)."""
+        """Write a checkpoint folder (weights, metadata, and the resumable training state).
+
+        The training state is written first and metadata.json last, with the SHA-256 of the
+        other files (:func:`l2l_nmhw_ros.l2l.checkpoint.save`): a save cut short is refused on
+        load, never read as a mix of two iterations.
+        """
         meta = {'config': to_dict(self.cfg), 'config_hash': config_hash(self.cfg),
                 'iteration': self.iteration, 'history_tail': self.history[-20:]}
         meta.update(extra or {})
-        ckpt.save(path, self.numpy_weights(), meta)
+        state: dict[str, np.ndarray] | None = None
         if train_state:
-            state: dict[str, np.ndarray] = {}
+            state = {}
             opt = self.optimizer.state_dict()
             for idx, name in enumerate(PARAM_NAMES):
                 st = opt['state'].get(idx)
@@ -267,7 +272,7 @@ class MetaTrainer:
             bg = self.task_rng.bit_generator.state
             state['rng.tasks'] = np.frombuffer(json.dumps(bg).encode(), dtype=np.uint8).copy()
             state['iteration'] = np.asarray([self.iteration], dtype=np.int64)
-            ckpt.save_train_state(path, state)
+        ckpt.save(path, self.numpy_weights(), meta, train_state=state)
 
     def load(self, path: str, *, strict_config: bool = True,
              same_target_code: bool = True) -> dict[str, Any]:

@@ -63,7 +63,8 @@ from l2l_nmhw_ros.pcm._checks import broadcast_batch, check_tensor, check_time
 from l2l_nmhw_ros.pcm.device_model import device_model
 from l2l_nmhw_ros.pcm.model import matmul_rows, quantize_delta
 
-__all__ = ['FORMAT_VERSION', 'STATE_CONFIG_FIELDS', 'Crossbar', 'state_config_hash']
+__all__ = ['FORMAT_VERSION', 'NU_SIGMAS', 'PROGRAM_COUNT_MAX', 'STATE_CONFIG_FIELDS', 'T_PROG_MAX',
+           'Crossbar', 'check_state', 'nu_upper_bound', 'state_config_hash']
 
 #: Version of the state-file layout written by :meth:`Crossbar.save`.
 FORMAT_VERSION = 1
@@ -526,6 +527,15 @@ class Crossbar:
              n_pre: int | None = None, generator: torch.Generator | None = None) -> Crossbar:
         """Restore a crossbar saved by :meth:`save`; drift continues on the same clock.
 
+        The file is parsed without pickle (safetensors: a JSON header and raw little-endian
+        arrays) and every array is checked before it is used (:func:`check_state`): names, shapes
+        and dtypes as this config and shape make them, finite values, and the physical ranges
+        (conductances in [0, g_max] µS, ν in [0, :func:`nu_upper_bound`], |t_prog| ≤
+        :data:`T_PROG_MAX` s, program counts in [0, :data:`PROGRAM_COUNT_MAX`], targets within
+        ±w_max, never-programmed devices at 0). Integrity of the bytes (bit rot, a truncated
+        copy) is the caller's checksum's business; this catches what a checksum cannot: a state
+        written wrongly, or edited and re-hashed.
+
         Args:
             path: state file.
             cfg: the current ``pcm`` config; must agree with the file on
@@ -536,22 +546,21 @@ class Crossbar:
 
         Raises:
             FileNotFoundError: no such file.
-            CheckpointError: not a crossbar state file, another format version, a config that
-                disagrees (the differing fields are named), or another shape.
+            CheckpointError: not a readable crossbar state file, another format version, a
+                config that disagrees (the differing fields are named), another shape, or an
+                array that fails a check (its name and the violated bound are named).
         """
-        from safetensors import SafetensorError
+        from safetensors import SafetensorError, safe_open
         from safetensors.torch import load_file
 
         path = Path(path)
         if not path.is_file():
             raise FileNotFoundError(f'crossbar state file not found: {path}')
         try:
-            from safetensors import safe_open
-
             with safe_open(str(path), framework='pt') as fh:
                 meta = fh.metadata() or {}
             tensors = load_file(str(path))
-        except (SafetensorError, OSError, ValueError) as exc:
+        except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
             raise CheckpointError(f'{path}: not a readable crossbar state file ({exc})') from exc
         if meta.get('format') != 'l2l_nmhw_ros.pcm.crossbar':
             raise CheckpointError(f'{path}: not a crossbar state file')
@@ -561,30 +570,136 @@ class Crossbar:
         if meta.get('state_config_hash') != state_config_hash(cfg):
             try:
                 saved = to_dict(from_dict({'pcm': json.loads(meta.get('pcm_config', '{}'))}).pcm)
-            except (ConfigError, ValueError):
+            except (ConfigError, ValueError, TypeError, AttributeError):
                 saved = {}
             now = to_dict(cfg)
             diff = [f'{k}: file {saved.get(k)!r} vs now {now[k]!r}' for k in STATE_CONFIG_FIELDS
                     if saved.get(k) != now[k]]
             raise CheckpointError(f'{path}: saved under another pcm config ('
                                   + ('; '.join(diff) or 'hash mismatch') + ')')
-        fp, fq = int(meta['n_post']), int(meta['n_pre'])
+        fp, fq = _meta_size(path, meta, 'n_post'), _meta_size(path, meta, 'n_pre')
         for name, want, got in (('n_post', n_post, fp), ('n_pre', n_pre, fq)):
             if want is not None and want != got:
                 raise CheckpointError(f'{path}: crossbar of shape ({fp}, {fq}), expected '
                                       f'{name} = {want}')
-        dtype = torch.float64 if meta.get('dtype') == 'float64' else torch.float32
+        dtypes = {'float32': torch.float32, 'float64': torch.float64}
+        if meta.get('dtype') not in dtypes:
+            raise CheckpointError(f'{path}: dtype {meta.get("dtype")!r}, expected one of '
+                                  f'{sorted(dtypes)}')
+        dtype = dtypes[meta['dtype']]
+        try:
+            check_state(tensors, cfg, (fp, fq), dtype)
+        except CheckpointError as exc:
+            raise CheckpointError(f'{path}: {exc}') from exc
         xb = cls(cfg, fp, fq, generator, dtype=dtype)
-        expected = {'g_prog': xb._g_prog, 'nu': xb._nu, 't_prog': xb._t_prog,
-                    'program_counts': xb._counts, 'w_target': xb._w_target}
-        for key, ref in expected.items():
-            got_t = tensors.get(key)
-            if got_t is None or got_t.shape != ref.shape or got_t.dtype != ref.dtype:
-                raise CheckpointError(f'{path}: tensor {key!r} missing or of another shape/dtype')
         xb._g_prog, xb._nu = tensors['g_prog'], tensors['nu']
         xb._t_prog, xb._counts = tensors['t_prog'], tensors['program_counts']
         xb._w_target = tensors['w_target']
-        if generator is None and 'generator_state' in tensors:
+        if generator is None:
             xb.generator.set_state(tensors['generator_state'])
         xb._version += 1
         return xb
+
+
+#: Largest |t_prog| [s] a state file may hold: ~3170 years on the emulator clock (ROS time counts
+#: from 1970, about 1.7e9 s today). A larger value is a corrupt file, not a clock.
+T_PROG_MAX = 1e11
+#: Largest program count of one device a state file may hold (PCM endurance is 1e6 to 1e9
+#: SET/RESET cycles; 1e12 is beyond any device).
+PROGRAM_COUNT_MAX = 10**12
+#: ν is sampled as |N(μ_ν, σ_ν²)| with μ_ν, σ_ν clipped to ``nu_mean_bounds``,
+#: ``nu_std_bounds``; a value above the largest μ_ν plus this many largest σ_ν (probability
+#: below 1e-23 per device) is refused.
+NU_SIGMAS = 10.0
+#: Relative slack on the g_max bound (float rounding of g_max · |w| / w_max).
+_G_MAX_SLACK = 1e-6
+
+
+def nu_upper_bound(cfg: PCMConfig) -> float:
+    """Largest drift exponent [1] a saved state may hold: 0 without drift (``drift`` off or the
+    ``ideal`` preset), else ``nu_mean_bounds[1] + NU_SIGMAS · nu_std_bounds[1]``."""
+    if not device_model(cfg).drift_on:
+        return 0.0
+    return float(cfg.nu_mean_bounds[1] + NU_SIGMAS * cfg.nu_std_bounds[1])
+
+
+def _meta_size(path: Path, meta: dict[str, str], key: str) -> int:
+    """Return the positive int size ``meta[key]`` of a state file, or raise CheckpointError."""
+    value = meta.get(key)
+    if not isinstance(value, str) or not (value.isascii() and value.isdigit()) or int(value) < 1:
+        raise CheckpointError(f'{path}: metadata {key} is {value!r}, expected a positive int')
+    return int(value)
+
+
+def check_state(tensors: dict[str, torch.Tensor], cfg: PCMConfig, shape: tuple[int, int],
+                dtype: torch.dtype) -> None:
+    """Check the arrays of a crossbar state file before they are used.
+
+    Expected (P, Q = shape padded to whole ``tile_size`` tiles, N = ``n_devices``):
+
+    ==================  ==========================  =================================
+    array               shape, dtype                values
+    ==================  ==========================  =================================
+    ``g_prog`` [µS]     (2, N, P, Q), ``dtype``     0 ≤ g ≤ g_max (1 + 1e-6)
+    ``nu`` [1]          (2, N, P, Q), ``dtype``     0 ≤ ν ≤ :func:`nu_upper_bound`
+    ``t_prog`` [s]      (2, N, P, Q), float64       |t_prog| ≤ :data:`T_PROG_MAX`
+    ``program_counts``  (2, N, P, Q), int64         0 ≤ n ≤ :data:`PROGRAM_COUNT_MAX`
+    ``w_target`` [1]    (P, Q), ``dtype``           |w| ≤ w_max; 0 outside (n_post, n_pre)
+    ``generator_state`` a CPU generator's, uint8    (any bytes)
+    ==================  ==========================  =================================
+
+    All floating-point values finite; a device never programmed (count 0, padding included)
+    holds 0 µS, ν = 0 and t_prog = 0, as a fresh crossbar does.
+
+    Args:
+        tensors: the arrays read from the file, by name.
+        cfg: the ``pcm`` configuration the state is loaded under.
+        shape: (n_post, n_pre) of the weight matrix.
+        dtype: conductance dtype recorded in the file (float32 or float64).
+
+    Raises:
+        CheckpointError: the first check that fails, naming the array and the bound.
+    """
+    t = cfg.tile_size
+    pq = (math.ceil(shape[0] / t) * t, math.ceil(shape[1] / t) * t)
+    dev = (2, cfg.n_devices) + pq
+    gen_state = torch.Generator().get_state()
+    want = {'g_prog': (dev, dtype), 'nu': (dev, dtype), 't_prog': (dev, torch.float64),
+            'program_counts': (dev, torch.int64), 'w_target': (pq, dtype),
+            'generator_state': (tuple(gen_state.shape), gen_state.dtype)}
+    extra = sorted(set(tensors) - set(want))
+    if extra:
+        raise CheckpointError(f'unexpected arrays {extra}')
+    for key, (shp, dt) in want.items():
+        got = tensors.get(key)
+        if got is None:
+            raise CheckpointError(f'array {key!r} missing')
+        if tuple(got.shape) != shp or got.dtype != dt:
+            raise CheckpointError(f'array {key!r} is {tuple(got.shape)} {got.dtype}, expected '
+                                  f'{shp} {dt}')
+    for key in ('g_prog', 'nu', 't_prog', 'w_target'):
+        bad = int((~torch.isfinite(tensors[key])).sum())
+        if bad:
+            raise CheckpointError(f'array {key!r} holds {bad} non-finite values (NaN or inf)')
+    bounds = (('g_prog', 0.0, cfg.g_max * (1.0 + _G_MAX_SLACK), 'µS'),
+              ('nu', 0.0, nu_upper_bound(cfg), ''),
+              ('t_prog', -T_PROG_MAX, T_PROG_MAX, 's'),
+              ('program_counts', 0, PROGRAM_COUNT_MAX, ''),
+              ('w_target', -cfg.w_max, cfg.w_max, ''))
+    for key, lo, hi, unit in bounds:
+        x = tensors[key]
+        x_min, x_max = x.min().item(), x.max().item()
+        if x_min < lo or x_max > hi:
+            u = f' {unit}' if unit else ''
+            raise CheckpointError(f'array {key!r} spans [{x_min:.6g}, {x_max:.6g}]{u}, outside '
+                                  f'the physical range [{lo:.6g}, {hi:.6g}]{u}')
+    never = tensors['program_counts'] == 0
+    for key in ('g_prog', 'nu', 't_prog'):
+        n = int((never & (tensors[key] != 0)).sum())
+        if n:
+            raise CheckpointError(f'array {key!r}: {n} devices never programmed (count 0) hold '
+                                  'a non-zero value')
+    outside = tensors['w_target'].clone()
+    outside[:shape[0], :shape[1]] = 0
+    if bool((outside != 0).any()):
+        raise CheckpointError("array 'w_target': non-zero targets in the tile padding")
