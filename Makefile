@@ -17,11 +17,21 @@ QUICK ?=
 PYTEST_ARGS ?=
 
 # DDS stays on this machine; every process gets its own log dir; share files via ament_index.
+# Every DDS socket on 127.0.0.1: config/dds/fastdds_loopback.xml (Fast DDS profile: UDP on
+# 127.0.0.1 + shared memory, discovery by unicast to 127.0.0.1) with the discovery range
+# SYSTEM_DEFAULT (for LOCALHOST rmw_fastrtps adds a UDP transport on every interface), as the
+# launcher does (launcher.py: dds_environment). Not with a profile of your own
+# (FASTDDS_/FASTRTPS_DEFAULT_PROFILES_FILE) or L2L_NMHW_DDS=network: then LOCALHOST discovery
+# with Fast DDS's transports (sockets on every interface, e.g. for a robot network).
 ros_env = export VIRTUAL_ENV=$(abspath $(VENV)) AMENT_PREFIX_PATH=$(abspath $(VENV)) \
 	ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST RMW_IMPLEMENTATION=rmw_fastrtps_cpp \
 	ROS_DOMAIN_ID=$${ROS_DOMAIN_ID:-$$(( ($$$$ % 100) + 101 ))} \
 	ROS_LOG_DIR=$${ROS_LOG_DIR:-$$(mktemp -d -t l2l_nmhw_roslog.XXXXXX)} \
-	PYTHONUNBUFFERED=1 OMP_NUM_THREADS=$${OMP_NUM_THREADS:-1} PATH=$(abspath $(VENV))/bin:$$PATH
+	PYTHONUNBUFFERED=1 OMP_NUM_THREADS=$${OMP_NUM_THREADS:-1} PATH=$(abspath $(VENV))/bin:$$PATH; \
+	if [ "$${L2L_NMHW_DDS:-loopback}" != network ] && [ -f $(abspath config/dds/fastdds_loopback.xml) ] \
+		&& [ -z "$${FASTDDS_DEFAULT_PROFILES_FILE}$${FASTRTPS_DEFAULT_PROFILES_FILE}" ]; then \
+		export FASTDDS_DEFAULT_PROFILES_FILE=$(abspath config/dds/fastdds_loopback.xml) \
+		ROS_AUTOMATIC_DISCOVERY_RANGE=SYSTEM_DEFAULT; fi
 
 .PHONY: venv demo test test-all bench lint clean
 

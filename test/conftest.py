@@ -5,6 +5,8 @@
 - Layers whose dependency is missing are skipped with a printed reason, never silently passed:
   ``ros``/``e2e`` need rclpy, ``reference`` needs brian2 or ../shared/data (per test).
 - ``slow`` tests run only with ``--run-slow`` (``make test-all``).
+- Files ``test_faults_*.py`` (any layer) form the fault-injection suite, marker ``faults``:
+  ``pytest -m faults --collect-only -q`` lists every bad input and fault it injects.
 """
 
 from __future__ import annotations
@@ -21,9 +23,19 @@ REPO = Path(__file__).resolve().parent.parent
 SHARED_DATA = REPO.parent / 'shared' / 'data'
 
 # ---- DDS isolation: must happen at import time, before any test module imports rclpy ----------
-os.environ['ROS_AUTOMATIC_DISCOVERY_RANGE'] = 'LOCALHOST'
+# Every DDS socket on 127.0.0.1: the package's Fast DDS profile with the discovery range it needs
+# (SYSTEM_DEFAULT; LOCALHOST with a profile of the user's own or L2L_NMHW_DDS=network), exactly as
+# the launcher gives its children (l2l_nmhw_ros/ros/tools/launcher.py: dds_environment).
 os.environ.pop('ROS_LOCALHOST_ONLY', None)
 os.environ.setdefault('RMW_IMPLEMENTATION', 'rmw_fastrtps_cpp')
+from l2l_nmhw_ros.ros.tools.launcher import PROFILE_VARIABLES, dds_environment  # noqa: E402
+
+_dds = dds_environment(os.environ, profile=REPO / 'config' / 'dds' / 'fastdds_loopback.xml',
+                       spawn=True)
+for _var in PROFILE_VARIABLES:  # L2L_NMHW_DDS=network drops the package's profile
+    if _var not in _dds:
+        os.environ.pop(_var, None)
+os.environ.update(_dds)
 if 'L2L_TEST_DOMAIN_FIXED' not in os.environ:
     # a private domain per session (101..200; the Makefile's own choice is replaced too, so two
     # concurrent sessions rarely share one)
@@ -64,6 +76,8 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         layer = path.parent.name
         if layer in ('unit', 'reference', 'ros', 'e2e') and layer not in item.keywords:
             item.add_marker(getattr(pytest.mark, layer))
+        if path.name.startswith('test_faults_') and 'faults' not in item.keywords:
+            item.add_marker(pytest.mark.faults)
         if ('ros' in item.keywords or 'e2e' in item.keywords) and not have_rclpy:
             item.add_marker(pytest.mark.skip(reason='layer ros/e2e: rclpy is not installed'))
         if 'brian2' in item.nodeid and not have_brian2:

@@ -7,7 +7,10 @@ error that names the entity, never silently skipped):
 - ``arg``: ``name``, ``default``, ``description``, ``choice`` (list of ``{value: ...}``).
 - ``node``: ``pkg``, ``exec``, ``name``, ``namespace``, ``output`` (``screen`` | ``log`` |
   ``both``), ``args``, ``ros_args``, ``on_exit`` (``shutdown``), ``if`` / ``unless``,
-  ``param`` (``{from: file}`` or ``{name, value}``), ``remap`` (``{from, to}``).
+  ``param`` (``{from: file}`` or ``{name, value}``), ``remap`` (``{from, to}``),
+  ``respawn`` (a truth value, see conditions), ``respawn_delay`` (s, a finite float >= 0,
+  default 0), ``respawn_max_retries`` (an int >= -1; -1, the default, = no limit), as
+  launch's ``ExecuteProcess`` (every attribute may use substitutions).
 - substitutions: ``$(var NAME)``, ``$(find-pkg-share PKG)``, ``$(env NAME [DEFAULT])``,
   ``$(command 'CMD')`` (stdout of the command, no shell),
   ``$(eval 'EXPR')`` with a restricted evaluator (literals, ``==``, ``!=``, ``in``, ``not in``,
@@ -26,6 +29,7 @@ from __future__ import annotations
 
 import ast
 import dataclasses
+import math
 import os
 import shlex
 import sys
@@ -39,7 +43,7 @@ from l2l_nmhw_ros.errors import ConfigError
 
 PACKAGE = 'l2l_nmhw_ros'
 _NODE_KEYS = {'pkg', 'exec', 'name', 'namespace', 'output', 'args', 'ros_args', 'on_exit', 'if',
-              'unless', 'param', 'remap'}
+              'unless', 'param', 'remap', 'respawn', 'respawn_delay', 'respawn_max_retries'}
 _ARG_KEYS = {'name', 'default', 'description', 'choice'}
 
 
@@ -73,7 +77,11 @@ class NodeSpec:
         args: extra command-line arguments before ``--ros-args``.
         ros_args: extra arguments after ``--ros-args``.
         output: ``screen``, ``log`` or ``both``.
-        on_exit_shutdown: when this node exits, shut the whole launch down.
+        on_exit_shutdown: when this node exits, shut the whole launch down (also when it would
+            be respawned: as in ``launch``, the shutdown wins).
+        respawn: restart the node when it exits (any status) while the launch runs.
+        respawn_delay: seconds between the exit and the restart.
+        respawn_max_retries: restarts allowed; -1 = no limit.
     """
 
     pkg: str
@@ -87,6 +95,9 @@ class NodeSpec:
     ros_args: tuple[str, ...] = ()
     output: str = 'log'
     on_exit_shutdown: bool = False
+    respawn: bool = False
+    respawn_delay: float = 0.0
+    respawn_max_retries: int = -1
 
     @property
     def label(self) -> str:
@@ -437,6 +448,23 @@ def _parse_node(body: Mapping[str, Any], values: Mapping[str, str], where: str,
     on_exit = sub(body['on_exit']) if 'on_exit' in body else ''
     if on_exit not in ('', 'shutdown'):
         raise LaunchError(f'{where}: on_exit supports only "shutdown", got {on_exit!r}')
+    respawn = as_bool(sub(body['respawn']), f'{where}: respawn') if 'respawn' in body else False
+    delay_text = sub(body.get('respawn_delay', '0.0'))
+    try:
+        delay = float(delay_text)
+    except ValueError:
+        delay = math.nan
+    if not (math.isfinite(delay) and delay >= 0.0):
+        raise LaunchError(f'{where}: respawn_delay must be a finite number of seconds >= 0, got '
+                          f'{delay_text!r}')
+    retries_text = sub(body.get('respawn_max_retries', '-1'))
+    try:
+        retries = int(retries_text)
+    except ValueError:
+        retries = -2
+    if retries < -1:
+        raise LaunchError(f'{where}: respawn_max_retries must be an integer >= -1 (-1: no limit), '
+                          f'got {retries_text!r}')
     ns = sub(body.get('namespace', ''))
     if ns and not ns.startswith('/'):
         ns = '/' + ns
@@ -445,7 +473,8 @@ def _parse_node(body: Mapping[str, Any], values: Mapping[str, str], where: str,
                     params=tuple(params), remaps=tuple(remaps),
                     args=tuple(shlex.split(sub(body.get('args', '')))),
                     ros_args=tuple(shlex.split(sub(body.get('ros_args', '')))), output=output,
-                    on_exit_shutdown=on_exit == 'shutdown')
+                    on_exit_shutdown=on_exit == 'shutdown', respawn=respawn,
+                    respawn_delay=delay, respawn_max_retries=retries)
 
 
 def load_launch_file(path: str | Path, arguments: Mapping[str, str] | None = None,
