@@ -17,3 +17,8 @@ class ShapeError(L2LError, ValueError):
 
 class CheckpointError(L2LError, ValueError):
     """A checkpoint file is malformed, of another format version or of an incompatible config."""
+
+
+class RejectedInput(L2LError, ValueError):
+    """A well-formed input whose content is refused (out of the physically possible range, an
+    update too large to be safe); nothing was changed."""

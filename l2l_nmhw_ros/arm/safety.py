@@ -128,7 +128,7 @@ class SafetyFilter:
             if self._log is not None:
                 self._log.warning('command rejected, holding: %s', reason)
             if not self._estop:
-                self._hold_pending = True
+                self._hold_here()
                 self.mode = Mode.HOLD_REJECTED
             return False
         q = np.asarray(positions, dtype=np.float64).reshape(-1)
@@ -178,8 +178,14 @@ class SafetyFilter:
         """
         self.last_rejection = reason
         if not self._estop:
-            self._hold_pending = True
+            self._hold_here()
             self.mode = Mode.HOLD_REJECTED
+
+    def _hold_here(self) -> None:
+        # capture the hold point once: while already holding (rejected commands keep coming,
+        # feedback stays lost) the hold point stays where it was and does not creep
+        if not self._holding:
+            self._hold_pending = True
 
     def estop(self) -> None:
         """Latch the e-stop: hold the measured position and reject commands until :meth:`reset`."""

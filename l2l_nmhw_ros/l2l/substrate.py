@@ -30,7 +30,7 @@ import numpy as np
 import torch
 
 from l2l_nmhw_ros.config import EpropConfig, TraineeConfig
-from l2l_nmhw_ros.errors import ShapeError
+from l2l_nmhw_ros.errors import RejectedInput, ShapeError
 from l2l_nmhw_ros.pcm.crossbar import Crossbar
 from l2l_nmhw_ros.pcm.layout import pack_trainee, unpack_trainee
 from l2l_nmhw_ros.pcm.model import quantize_delta
@@ -137,11 +137,15 @@ class CrossbarSubstrate:
         n_in: input neurons (the packed layout's column split).
         eprop: which blocks the update may change (``update_w_in`` / ``update_w_rec``).
         fast: trials in the compiled kernel (True) or the torch loop (False).
+        max_changed: largest number of weights one update may change after rounding (0: no
+            limit); a larger or non-finite update raises :class:`RejectedInput` before any
+            device is written (defence against a hostile or corrupted learning signal).
     """
 
     def __init__(self, crossbar: Crossbar, t: float, n_in: int, eprop: EpropConfig, *,
-                 fast: bool) -> None:
+                 fast: bool, max_changed: int = 0) -> None:
         self.crossbar, self.t, self.n_in, self.eprop, self.fast = crossbar, t, n_in, eprop, fast
+        self.max_changed = max_changed
         self.n_post, self.n_pre = crossbar.shape
         self.n_rec = self.n_pre - n_in
         self.n_out = self.n_post - self.n_rec
@@ -221,9 +225,16 @@ class CrossbarSubstrate:
             dw_in: ΔW_in (1, n_rec, n_in) or (n_rec, n_in); None: W_in is not updated.
             dw_rec: ΔW_rec (1, n_rec, n_rec) or (n_rec, n_rec), diagonal ignored; None: W_rec
                 is not updated.
+
+        Raises:
+            RejectedInput: ΔW not finite, or more than ``max_changed`` weights would change;
+                nothing is written.
         """
         pc = self.crossbar.cfg
         gen = self.crossbar.generator
+        for name, dw in (('ΔW_in', dw_in), ('ΔW_rec', dw_rec)):
+            if dw is not None and not bool(torch.isfinite(dw).all()):
+                raise RejectedInput(f'{name} is not finite: update refused, nothing programmed')
         with torch.no_grad():
             def rounded(dw: torch.Tensor | None, shape: tuple[int, int]) -> torch.Tensor:
                 if dw is None:
@@ -235,6 +246,13 @@ class CrossbarSubstrate:
             dq_rec = dq_rec * (1.0 - torch.eye(self.n_rec, dtype=dq_rec.dtype))
             dq = pack_trainee(dq_in, dq_rec, torch.zeros(self.n_out, self.n_rec,
                                                          dtype=dq_rec.dtype))
+        if not bool(torch.isfinite(dq).all()):
+            raise RejectedInput('ΔW overflows the update grid: update refused, nothing programmed')
+        n_changed = int((dq != 0).sum())
+        if self.max_changed and n_changed > self.max_changed:
+            raise RejectedInput(f'the update would change {n_changed} weights, more than the '
+                                f'limit of {self.max_changed} (control.max_weights_changed): '
+                                'refused, nothing programmed')
         if self.target_before is None:  # the first update of this substrate
             self.target_before = self.crossbar.w_target
             self.changed = torch.zeros_like(dq, dtype=torch.bool)

@@ -35,9 +35,13 @@ Times (``t``, emulator clock) and the timing clock are passed in; no wall-clock 
 from __future__ import annotations
 
 import dataclasses
+import datetime
 import hashlib
+import itertools
 import json
 import logging
+import os
+import re
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -46,18 +50,100 @@ import numpy as np
 import torch
 
 from l2l_nmhw_ros.config import L2LConfig
-from l2l_nmhw_ros.errors import CheckpointError, ShapeError
+from l2l_nmhw_ros.errors import CheckpointError, RejectedInput, ShapeError
+from l2l_nmhw_ros.fileio import atomic_write
 from l2l_nmhw_ros.l2l.inner import update_and_test
 from l2l_nmhw_ros.l2l.substrate import CrossbarSubstrate
 from l2l_nmhw_ros.pcm.crossbar import Crossbar
 from l2l_nmhw_ros.pcm.layout import pack_trainee
 from l2l_nmhw_ros.snn import fast_trial
 from l2l_nmhw_ros.snn.encoding import clock_input
+from l2l_nmhw_ros.snn.lsg import learning_signal_bound
 from l2l_nmhw_ros.snn.trainee import TrialResult
 
-__all__ = ['AdaptOutcome', 'Accelerator', 'trainee_weights']
+__all__ = ['SIDECAR_VERSION', 'AdaptOutcome', 'Accelerator', 'trainee_weights']
 
 _LOG = logging.getLogger(__name__)
+
+#: Layout version of the device-state sidecar ``<state file>.json`` (:meth:`Accelerator.save`);
+#: 1 was the unversioned sidecar without a checksum.
+SIDECAR_VERSION = 2
+#: Keys of the sidecar and their JSON types (``bool`` is not an int here).
+_SIDECAR_KEYS = {'format_version': int, 'weights_digest': str, 'state_sha256': str,
+                 'devices_programmed_total': int}
+#: A sidecar larger than this is not one of ours (ours is ~200 bytes).
+_SIDECAR_MAX_BYTES = 64 * 1024
+
+
+def _sha256(path: Path) -> str:
+    """Return the SHA-256 (hex) of a file's bytes."""
+    h = hashlib.sha256()
+    with open(path, 'rb') as fh:
+        for block in iter(lambda: fh.read(1 << 20), b''):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _read_sidecar(path: Path) -> dict[str, Any]:
+    """Return the device-state sidecar at ``path``, checked key by key.
+
+    Raises:
+        CheckpointError: missing, too large, not UTF-8 JSON, not an object, a key missing or of
+            another type, another format version, a malformed checksum or a negative count.
+    """
+    if not path.is_file():
+        raise CheckpointError(f'its sidecar {path.name} is missing')
+    if path.stat().st_size > _SIDECAR_MAX_BYTES:
+        raise CheckpointError(f'sidecar {path.name} is {path.stat().st_size} bytes, not a sidecar')
+    try:
+        meta = json.loads(path.read_bytes().decode('utf-8'))
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
+        raise CheckpointError(f'sidecar {path.name} is not valid JSON ({exc})') from exc
+    if not isinstance(meta, dict):
+        raise CheckpointError(f'sidecar {path.name} holds a JSON {type(meta).__name__}, '
+                              'expected an object')
+    for key, kind in _SIDECAR_KEYS.items():
+        if key not in meta:
+            raise CheckpointError(f'sidecar {path.name} has no {key!r}')
+        value = meta[key]
+        if isinstance(value, bool) or not isinstance(value, kind):
+            raise CheckpointError(f'sidecar {path.name}: {key} is {value!r}, expected '
+                                  f'{kind.__name__}')
+    if meta['format_version'] != SIDECAR_VERSION:
+        raise CheckpointError(f'sidecar {path.name}: format_version {meta["format_version"]}, '
+                              f'this version reads {SIDECAR_VERSION}')
+    if not re.fullmatch('[0-9a-f]{64}', meta['state_sha256']):
+        raise CheckpointError(f'sidecar {path.name}: state_sha256 is not 64 hex digits')
+    if not 0 <= meta['devices_programmed_total'] < 2 ** 63:
+        raise CheckpointError(f'sidecar {path.name}: devices_programmed_total '
+                              f'{meta["devices_programmed_total"]} outside [0, 2^63)')
+    return meta
+
+
+def _utc_stamp() -> str:
+    # the module's one wall-clock read: it names files moved aside, it never enters the physics
+    return datetime.datetime.now(datetime.UTC).strftime('%Y%m%dT%H%M%SZ')
+
+
+def _move_aside(path: Path, sidecar: Path) -> str:
+    """Rename ``path`` and ``sidecar`` (those present) to ``<name>.rejected-<UTC time>`` (with
+    ``-2``, ``-3``, ... when that name is taken); nothing is deleted or overwritten. Returns
+    what was done, for the log line."""
+    stamp = _utc_stamp()
+    files = [f for f in (path, sidecar) if os.path.lexists(f)]
+    for k in itertools.count(1):
+        tag = f'rejected-{stamp}' + (f'-{k}' if k > 1 else '')
+        dst = [f.with_name(f'{f.name}.{tag}') for f in files]
+        if not any(os.path.lexists(d) for d in dst):
+            break
+    done = []
+    for src, new in zip(files, dst, strict=True):
+        try:
+            src.rename(new)
+            done.append(f'{src.name} -> {new.name}')
+        except OSError as exc:
+            done.append(f'{src.name} NOT moved ({exc})')
+    return 'moved aside: ' + ', '.join(done)
 
 
 class _Timed:
@@ -150,8 +236,12 @@ class Accelerator:
             (or the checkpoint's ``trainee.*`` keys).
         t: emulator time [s] of the initial programming.
         seed: seed of the crossbar's generator (device noise and read noise).
-        state_file: device-state file; when it exists and belongs to the same weights and
-            configuration the crossbar is restored from it instead of being programmed.
+        state_file: device-state file (:meth:`save`); when it exists, belongs to the same
+            weights and configuration, its sidecar is sound, its SHA-256 matches and its arrays
+            pass :func:`~l2l_nmhw_ros.pcm.crossbar.check_state`, the crossbar is restored from
+            it instead of being programmed (``loaded_from_state``). Otherwise the state file and
+            its sidecar are renamed ``<name>.rejected-<UTC time>`` (kept, never deleted), one
+            warning names the file and the reason, and the weights are programmed afresh.
         clock: monotonic clock [s] for the stage timings (e.g. ``time.perf_counter``).
         logger: where warnings go.
         fast: run trials in the compiled kernel (:mod:`l2l_nmhw_ros.snn.fast_trial`); ``None``:
@@ -186,10 +276,25 @@ class Accelerator:
         self.loaded_from_state = False
         self.devices_programmed_total = 0
         if state_file is not None and Path(state_file).is_file():
-            self.loaded_from_state = self._try_load(Path(state_file), seed)
+            self.loaded_from_state = self._try_load(Path(state_file))
         if not self.loaded_from_state:
             self.devices_programmed_total += self.crossbar.program(self.w0, t)
         self.fast = self._choose_trial_path(fast)
+        self.signal_bound = self._signal_bound(weights)
+
+    def _signal_bound(self, weights: Mapping[str, Any]) -> torch.Tensor | None:
+        # the largest |L| per neuron the checkpoint's LSG can emit (+0.1 % and 1e-6 for float32)
+        w_out = weights.get('lsg.w_out')
+        if w_out is None:
+            self._log.warning('no LSG in the checkpoint: learning signals are checked for shape '
+                              'and finiteness only, not for their magnitude')
+            return None
+        w_out = torch.as_tensor(np.asarray(w_out, dtype=np.float32))
+        if tuple(w_out.shape) != (self.n_rec, self.cfg.lsg.n_rec):
+            raise ShapeError(f'lsg.w_out: expected ({self.n_rec}, {self.cfg.lsg.n_rec}), got '
+                             f'{tuple(w_out.shape)}')
+        bound = learning_signal_bound(w_out, self.cfg.lsg, dt=self.cfg.task.dt)
+        return bound * 1.001 + 1e-6
 
     def _choose_trial_path(self, fast: bool | None) -> bool:
         # compile (or load the cached kernel) now, not in episode 1; with fast=None a numba that
@@ -216,29 +321,51 @@ class Accelerator:
     def _sidecar(path: Path) -> Path:
         return path.with_name(path.name + '.json')
 
-    def _try_load(self, path: Path, seed: int) -> bool:
+    def _try_load(self, path: Path) -> bool:
+        """Restore the crossbar from ``path`` when the state is sound and ours; else move the
+        state file and its sidecar aside (never deleted), log one warning and return False."""
         try:
-            meta = json.loads(self._sidecar(path).read_text(encoding='utf-8'))
-            if meta.get('weights_digest') != self.weights_digest:
-                raise CheckpointError('the state belongs to other trainee weights')
-            self.crossbar = Crossbar.load(path, self.cfg.pcm, n_post=self.n_rec + self.n_out,
-                                          n_pre=self.n_in + self.n_rec)
-            self.devices_programmed_total = int(meta.get('devices_programmed_total', 0))
-        except (OSError, ValueError, CheckpointError) as exc:
-            self._log.warning(f'device state {path} not used ({exc}); programming the '
+            meta = _read_sidecar(self._sidecar(path))
+            if meta['weights_digest'] != self.weights_digest:
+                raise CheckpointError('the state belongs to other trainee weights (digest '
+                                      f'{meta["weights_digest"]}, ours {self.weights_digest})')
+            digest = _sha256(path)
+            if digest != meta['state_sha256']:
+                raise CheckpointError(f'checksum mismatch: the file has sha256 {digest[:16]}..., '
+                                      f'the sidecar records {meta["state_sha256"][:16]}...')
+            crossbar = Crossbar.load(path, self.cfg.pcm, n_post=self.n_post, n_pre=self.n_pre)
+        except Exception as exc:  # hostile bytes may raise anything: all of it means unusable
+            reason = str(exc) if isinstance(exc, CheckpointError) else (
+                f'{type(exc).__name__}: {exc}')
+            reason = reason.removeprefix(f'{path}: ')  # the line names the file once
+            self._log.warning(f'device state {path} refused: {reason.replace(chr(10), " ")}; '
+                              f'{_move_aside(path, self._sidecar(path))}; programming the '
                               'checkpoint weights afresh')
             return False
+        self.crossbar = crossbar
+        self.devices_programmed_total = meta['devices_programmed_total']
         return True
 
     def save(self, path: str | Path) -> None:
-        """Write the device state (atomic) and a JSON sidecar naming the weights it belongs to."""
+        """Write the device state and its JSON sidecar, each atomically (temporary file +
+        rename), the state first.
+
+        The sidecar ``<path>.json`` holds ``format_version`` (:data:`SIDECAR_VERSION`),
+        ``weights_digest`` (the trainee weights the state belongs to), ``state_sha256`` (of the
+        state file's bytes) and ``devices_programmed_total``. A crash between the two writes
+        leaves a state whose checksum does not match: refused (and kept aside) at the next start.
+
+        Raises:
+            OSError: the folder is not writable (nothing is half-written).
+        """
         path = Path(path)
         self.crossbar.save(path)
-        text = json.dumps({'weights_digest': self.weights_digest,
+        text = json.dumps({'format_version': SIDECAR_VERSION,
+                           'weights_digest': self.weights_digest,
+                           'state_sha256': _sha256(path),
                            'devices_programmed_total': self.devices_programmed_total}) + '\n'
-        tmp = self._sidecar(path).with_suffix('.tmp')
-        tmp.write_text(text, encoding='utf-8')
-        tmp.replace(self._sidecar(path))
+        atomic_write(self._sidecar(path),
+                     lambda tmp: Path(tmp).write_text(text, encoding='utf-8'))
 
     def reset(self, t: float) -> int:
         """Re-program every device to the meta-learned weights at ``t``; return devices written."""
@@ -249,7 +376,8 @@ class Accelerator:
     # ---- trials ------------------------------------------------------------------------------
     def substrate(self, t: float) -> CrossbarSubstrate:
         """The crossbar as the inner loop's substrate at emulator time ``t``."""
-        return CrossbarSubstrate(self.crossbar, t, self.n_in, self.cfg.eprop, fast=self.fast)
+        return CrossbarSubstrate(self.crossbar, t, self.n_in, self.cfg.eprop, fast=self.fast,
+                                 max_changed=self.cfg.control.max_weights_changed)
 
     def run_trial(self, t: float) -> TrialResult:
         """One trial on the clock input, every MVM a crossbar read at ``t`` (batch 1)."""
@@ -261,6 +389,8 @@ class Accelerator:
         Raises:
             ShapeError: not (n_steps, n_rec).
             ValueError: not finite.
+            RejectedInput: larger than the checkpoint's LSG can emit
+                (:func:`~l2l_nmhw_ros.snn.lsg.learning_signal_bound`, per neuron).
         """
         sig = torch.as_tensor(np.asarray(learning_signal, dtype=np.float32))
         shape = (self.cfg.task.n_steps, self.n_rec)
@@ -269,6 +399,14 @@ class Accelerator:
                              f'{tuple(sig.shape)}')
         if not bool(torch.isfinite(sig).all()):
             raise ValueError('learning_signal: contains NaN or inf')
+        if self.signal_bound is not None:
+            excess = sig.abs().amax(dim=0) / self.signal_bound
+            if bool((excess > 1.0).any()):
+                j = int(excess.argmax())
+                peak, bound = float(sig[:, j].abs().max()), float(self.signal_bound[j])
+                raise RejectedInput(f'learning_signal: |L| of neuron {j} reaches {peak:.4g}, '
+                                    f'above {bound:.4g}, the most the checkpoint\'s LSG can '
+                                    'emit: refused')
         return sig.unsqueeze(1)
 
     def adapt(self, learning_signal: Any, t: float, *, baseline: bool = True) -> AdaptOutcome:
@@ -280,7 +418,10 @@ class Accelerator:
             baseline: also run the baseline test trial before the update.
 
         Raises:
-            ShapeError, ValueError: see :meth:`check_learning_signal`.
+            ShapeError, ValueError, RejectedInput: see :meth:`check_learning_signal`.
+            RejectedInput: the update is not finite or changes more than
+                ``control.max_weights_changed`` weights (nothing was programmed; the trials of
+                this call are lost, the crossbar is as before).
         """
         sig = self.check_learning_signal(learning_signal)
         sub = _Timed(self.substrate(t), self._clock)

@@ -13,6 +13,9 @@ is the request's only identity (standard messages only, no request id)::
     QUEUED (listed in queued_crc32: the busy accelerator holds it, no re-sends) ──start──▶ RUNNING
                                                                        phase done of ITS episode
     any state but DONE ──episode timeout (wall clock)──▶ TIMED_OUT                     ──▶ DONE
+    DELIVERING | QUEUED ──event rejected with its CRC──▶ REJECTED (nothing was programmed)
+    any state but DONE ──status with another boot_id (the accelerator restarted)──▶ DELIVERING,
+                         re-sent at once
 
 While DELIVERING, :meth:`SignalHandshake.poll` asks for the first send once the accelerator
 subscribes, then for a re-send every ``retry_s``. A status of another phase or of ``done`` with
@@ -48,6 +51,10 @@ class HandshakeState(enum.Enum):
     RUNNING = 'running'        # its accelerator episode started: following it
     DONE = 'done'              # that episode reached phase done
     TIMED_OUT = 'timed_out'    # no done within the episode timeout
+    REJECTED = 'rejected'      # the accelerator refused the signal (reject_reason)
+
+
+_FINAL = (HandshakeState.DONE, HandshakeState.TIMED_OUT, HandshakeState.REJECTED)
 
 
 class HandshakeAction(enum.Enum):
@@ -69,6 +76,8 @@ class HandshakeUpdate(enum.Enum):
     PROGRESS = 'progress'          # a status of the followed episode
     WINDOW = 'window'              # an execution started: windows[phase] is known
     DONE = 'done'                  # the followed episode ended
+    REJECTED = 'rejected'          # the accelerator refused the signal (reject_reason)
+    RESTARTED = 'restarted'        # the accelerator restarted: re-send now (poll says so)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -119,6 +128,10 @@ class SignalHandshake:
         self.accelerator_episode: int | None = None
         self.windows: dict[str, Window] = {}
         self.last_status: AcceleratorStatus | None = None
+        self.last_seen: AcceleratorStatus | None = None  # the last status of any episode
+        self.boot_id: str | None = None
+        self.reject_reason = ''
+        self.restarts = 0
         self._waited = False
 
     @property
@@ -133,7 +146,7 @@ class SignalHandshake:
             now: monotonic time [s].
             subscribers: readers of the learning-signal topic now (a send waits for one).
         """
-        if self.state in (HandshakeState.DONE, HandshakeState.TIMED_OUT):
+        if self.state in _FINAL:
             return HandshakeAction.NONE
         if now > self.deadline:
             self.state = HandshakeState.TIMED_OUT
@@ -157,10 +170,25 @@ class SignalHandshake:
             ValueError: the start of an execution of the followed episode without its timing
                 (``phase_start``, ``phase_duration``, ``phase_hold``, ``time_scale``).
         """
-        if self.state in (HandshakeState.DONE, HandshakeState.TIMED_OUT):
+        if self.state in _FINAL:
             return HandshakeUpdate.IGNORED
+        self.last_seen = status
+        if status.boot_id is not None and status.boot_id != self.boot_id:
+            restarted = self.boot_id is not None
+            self.boot_id = status.boot_id
+            if restarted:  # the episode (or the queued signal) died with the old process
+                self.state = HandshakeState.DELIVERING
+                self.accelerator_episode, self.last_status = None, None
+                self.windows.clear()
+                self.sent_at = -float('inf')  # the next poll re-sends at once
+                self.restarts += 1
+                return HandshakeUpdate.RESTARTED
         update = HandshakeUpdate.IGNORED
         waiting = self.state in (HandshakeState.DELIVERING, HandshakeState.QUEUED)
+        if waiting and status.event == 'rejected' and status.rejected_crc32 == self.crc:
+            self.state = HandshakeState.REJECTED
+            self.reject_reason = status.rejected_reason or 'no reason given'
+            return HandshakeUpdate.REJECTED
         if waiting and status.queued_crc32 is not None:
             queued = self.crc in status.queued_crc32.split(',')
             if queued and self.state is HandshakeState.DELIVERING:
@@ -195,6 +223,11 @@ class SignalHandshake:
     def timeout_reason(self) -> str:
         """Why the episode timed out (for the result message)."""
         if self.accelerator_episode is None:
-            return (f'learning signal sent {self.sends} times, never acknowledged: is it '
+            text = (f'learning signal sent {self.sends} times, never acknowledged: is it '
                     'running? same checkpoint?')
-        return f'accelerator episode {self.accelerator_episode} did not reach phase done'
+        else:
+            text = f'accelerator episode {self.accelerator_episode} did not reach phase done'
+        if self.last_seen is not None and self.last_seen.clock_stalled_s:
+            text += (f'; the accelerator reports its ROS clock stood still for '
+                     f'{self.last_seen.clock_stalled_s:.1f} s (simulation paused or no /clock?)')
+        return text

@@ -19,9 +19,20 @@ Per learning signal L (time, n_rec), one episode:
    ``arm.max_velocity`` (``control.time_scale``, ``control.min_time_scale``); the segments move
    home, baseline, return_baseline, adapted, return_adapted, each followed by
    ``control.settle_time`` of hold, streamed by :meth:`tick` (the node's command timer).
+   Every set-point is clamped to the safe joint range (:class:`~l2l_nmhw_ros.reach.episode.
+   ArmLimits`: URDF ∩ the paper's safe ranges), at planning and again when streamed
+   (``commands_clamped`` counts them).
 4. **End**: the update undone on-chip (``control.restore_weights``: the changed weights
    programmed back to their targets before it), the device state saved
    (``control.state_file``), status ``end`` with ``phase = done``, the next queued signal starts.
+
+Refusals and faults (nothing here raises out of a message): a learning signal that is not finite
+or larger than the checkpoint's LSG can emit, or whose update is not finite or would change more
+than ``control.max_weights_changed`` weights, is refused before anything is programmed (status
+event ``rejected`` with its CRC and reason); a joint-state reading outside the URDF limits by more
+than ``control.joint_state_margin`` is not used; :meth:`OnChipLearner.watchdog` ends an episode
+whose arm stopped reporting (``fault``) and warns while the ROS clock stands still.
+``boot_id`` (random per start) tells the controller that the node restarted.
 
 Status reports (:class:`~l2l_nmhw_ros.reach.reports.AcceleratorStatus`) go out on every phase
 start/end, when an episode is computed or queued, on reset and when the node asks (periodic).
@@ -36,15 +47,16 @@ import collections
 import dataclasses
 import enum
 import logging
+import secrets
 from collections.abc import Callable
 from typing import Any, Protocol
 
 import numpy as np
 
 from l2l_nmhw_ros.config import L2LConfig
-from l2l_nmhw_ros.errors import ConfigError
+from l2l_nmhw_ros.errors import ConfigError, RejectedInput, ShapeError
 from l2l_nmhw_ros.reach.accelerator import Accelerator, AdaptOutcome
-from l2l_nmhw_ros.reach.episode import joint_index, load_checkpoint
+from l2l_nmhw_ros.reach.episode import ArmLimits, joint_index, load_checkpoint
 from l2l_nmhw_ros.reach.playback import (Segment, SegmentEvent, Streamer, integrate_readout,
                                        min_time_scale_for, move_segment, trajectory_segment)
 from l2l_nmhw_ros.reach.reports import AcceleratorStatus, signal_crc
@@ -154,6 +166,7 @@ class Admission(enum.Enum):
     STARTED = 'started'
     QUEUED = 'queued'
     DUPLICATE = 'duplicate'
+    REJECTED = 'rejected'
 
 
 _NO_PHASE = {'phase_duration': 0.0, 'phase_hold': 0.0, 'time_scale': 0.0}
@@ -176,15 +189,20 @@ class OnChipLearner:
     """
 
     #: configuration keys this core (and its node's timers) read; the node declares only these
-    CONFIG_KEYS = {'arm': ('joints', 'max_velocity'),
+    CONFIG_KEYS = {'arm': ('joints', 'max_velocity', 'urdf'),
                    'control': ('home', 'velocity_fraction', 'time_scale', 'min_time_scale',
                                'settle_time', 'run_baseline', 'restore_weights', 'fast_trials',
                                'queue_size', 'command_rate', 'status_rate', 'checkpoint',
-                               'state_file')}
+                               'state_file', 'max_weights_changed', 'joint_state_timeout',
+                               'clock_timeout', 'joint_state_margin')}
     #: keys read per episode: a change at run time applies from the next episode on
     LIVE_KEYS = ('arm.max_velocity', 'control.velocity_fraction', 'control.time_scale',
                  'control.min_time_scale', 'control.settle_time', 'control.run_baseline',
-                 'control.restore_weights', 'control.queue_size')
+                 'control.restore_weights', 'control.queue_size',
+                 'control.max_weights_changed', 'control.joint_state_timeout',
+                 'control.clock_timeout')
+    #: period of the node's wall-clock watchdog [s] (:meth:`watchdog`)
+    WATCHDOG_PERIOD = 0.2
     #: the network sections the accelerator runs (from the checkpoint, read-only)
     NETWORK_SECTIONS = ('trainee', 'eprop', 'task')
 
@@ -197,6 +215,7 @@ class OnChipLearner:
         self._log = logger or _LOG
         self.joints = list(cfg.arm.joints)
         _, self.learned_idx = joint_index(self.joints, cfg.task.learned_joints)
+        self.limits = ArmLimits.from_config(cfg)
         self.queue = SignalQueue(cfg.control.queue_size)
         self.configure(cfg)
         self.streamer = Streamer()
@@ -204,7 +223,14 @@ class OnChipLearner:
         self.episode = 0
         self.rejected: collections.Counter[str] = collections.Counter()
         self._q_measured: np.ndarray | None = None
-        self._report = AcceleratorStatus(phase='', phase_start=0.0, **_NO_PHASE)
+        self._js_clock: float | None = None  # monotonic arrival time of the last joint state
+        self._episode_clock = 0.0  # monotonic start of the running episode
+        self._ros_now = now()
+        self._ros_moved_clock = clock()  # monotonic time the ROS clock last advanced
+        self._clamped = 0
+        self.boot_id = secrets.token_hex(4)
+        self._report = AcceleratorStatus(boot_id=self.boot_id, phase='', phase_start=0.0,
+                                         **_NO_PHASE)
 
     @classmethod
     def from_checkpoint(cls, cfg: L2LConfig, outputs: AcceleratorOutputs, *,
@@ -250,8 +276,15 @@ class OnChipLearner:
 
     # ---- inputs ------------------------------------------------------------------------------
     def on_joint_state(self, q: np.ndarray) -> None:
-        """The measured joint positions [rad] (arm.joints order): where the first move starts."""
-        self._q_measured = np.asarray(q, dtype=np.float64).copy()
+        """The measured joint positions [rad] (arm.joints order): where the first move starts,
+        and the arm's sign of life while streaming.
+
+        Raises:
+            ValueError: not one finite value per joint, or outside the URDF limits by more than
+                ``control.joint_state_margin`` (an impossible reading; not used).
+        """
+        self._q_measured = self.limits.check_measurement(q).copy()
+        self._js_clock = self._clock()
 
     def on_learning_signal(self, signal: np.ndarray, t_in: float) -> Admission:
         """Run, queue or ignore (a re-send) a learning signal L (time, n_rec).
@@ -260,20 +293,27 @@ class OnChipLearner:
             signal: the learning signal.
             t_in: monotonic ``clock`` time of its arrival [s].
 
+        A signal that is not finite or larger than the checkpoint's LSG can emit is refused
+        (:data:`Admission.REJECTED`): logged, counted, and a status with event ``rejected``,
+        its CRC and the reason goes out at once (the controller ends its episode with it).
+
         Raises:
             ShapeError: not (task.n_steps, trainee.n_rec).
-            ValueError: not finite.
         """
-        self.accelerator.check_learning_signal(signal)
         crc = signal_crc(signal)
+        try:
+            self.accelerator.check_learning_signal(signal)
+        except ShapeError:
+            raise
+        except ValueError as exc:  # not finite, or RejectedInput (too large)
+            return self._reject(crc, str(exc))
         if (self.running is not None and self.running.crc == crc) or crc in self.queue:
             self._log.info(f'learning signal {crc} is already running or queued: ignored '
                            '(a re-send)')
             return Admission.DUPLICATE
         item = QueuedSignal(np.asarray(signal, dtype=np.float32), crc, t_in)
         if self.running is None and not len(self.queue):
-            self._start(item)
-            return Admission.STARTED
+            return self._start(item)
         for old in self.queue.push(item):
             self._log.warning(f'learning-signal queue full ({self.queue.size}): dropped the '
                               f'oldest ({old.crc})')
@@ -282,12 +322,27 @@ class OnChipLearner:
         self.publish_status('queued')  # tells the sender to stop re-sending it
         return Admission.QUEUED
 
+    def _reject(self, crc: str, reason: str) -> Admission:
+        self.rejected['learning_signal'] += 1
+        self._log.warning(f'learning signal {crc} refused: {reason}')
+        self.publish_status('rejected', rejected_crc32=crc, rejected_reason=reason)
+        return Admission.REJECTED
+
     # ---- episodes ----------------------------------------------------------------------------
-    def _start(self, item: QueuedSignal) -> None:
+    def _start(self, item: QueuedSignal) -> Admission:
         cc = self.cfg.control
-        self.episode += 1
         t_emu = self._now()
-        out = self.accelerator.adapt(item.signal, t_emu, baseline=cc.run_baseline)
+        try:
+            out = self.accelerator.adapt(item.signal, t_emu, baseline=cc.run_baseline)
+        except RejectedInput as exc:  # refused before anything was programmed
+            self._reject(item.crc, str(exc))
+            nxt = self.queue.pop()
+            if nxt is not None:
+                self._start(nxt)
+            return Admission.REJECTED
+        self.episode += 1
+        self._episode_clock = self._clock()
+        self._clamped = 0
         segments, scales = self._plan(out)
         latency = self._clock() - item.t_in - out.timings['baseline_trial']
         self.streamer.push(*segments)
@@ -301,11 +356,12 @@ class OnChipLearner:
             learning_trial_ms=1e3 * out.timings['learning_trial'],
             update_ms=1e3 * out.timings['update'], test_trial_ms=1e3 * out.timings['test_trial'],
             trainee_rate_hz=out.rate_hz, time_scale_baseline=scales.get('baseline', 0.0),
-            time_scale_adapted=scales['adapted'])
+            time_scale_adapted=scales['adapted'], fault=None, commands_clamped=self._clamped)
         self._log.info(f'episode {self.episode}: {out.devices_programmed} devices programmed '
                        f'({out.weights_changed} weights), adaptation latency '
                        f'{1e3 * latency:.0f} ms, time scale {scales["adapted"]:.1f}')
         self.publish_status('computed')
+        return Admission.STARTED
 
     def _plan(self, out: AdaptOutcome) -> tuple[list[Segment], dict[str, float]]:
         """Segments home -> (baseline -> home) -> adapted -> home, and the time scales."""
@@ -317,6 +373,11 @@ class OnChipLearner:
             if omega is None:
                 continue
             q = integrate_readout(omega, self.home, tc.omega_scale, self.learned_idx)
+            q, n_out = self.limits.clamp_command(q)
+            if n_out:
+                self._clamped += n_out
+                self._log.warning(f'{name} execution leaves the safe joint range at {n_out} '
+                                  'set-points: clamped to it')
             scale = cc.time_scale or max(cc.min_time_scale,
                                          min_time_scale_for(q, self.home, tc.dt, vmax))
             scales[name] = scale
@@ -336,13 +397,53 @@ class OnChipLearner:
         """Stream the set-point of now (the node's command timer); end the episode after its
         last segment."""
         now = self._now()
+        if self.watchdog():
+            return
         q, events = self.streamer.tick(now)
         for ev in events:
             self._on_event(ev)
         if q is not None:
+            q, n_out = self.limits.clamp_command(q)  # defence in depth: planned inside already
+            if n_out:
+                self._clamped += n_out
+                self._report = dataclasses.replace(self._report, commands_clamped=self._clamped)
             self.out.publish_command(q)
         elif self.running is not None:
             self._finish(self.running, now)
+
+    def watchdog(self) -> bool:
+        """Liveness checks of a running episode (from :meth:`tick` and the node's wall-clock
+        timer, every :data:`WATCHDOG_PERIOD` s); True when it ended the episode.
+
+        - joint_states: once the arm has reported, none for ``control.joint_state_timeout`` s
+          (monotonic clock) while an episode runs: streaming stops, the update is undone, the
+          episode ends (``phase = done``) with ``fault`` saying why;
+        - ROS clock: standing still for ``control.clock_timeout`` s during an episode: a warning
+          (log and ``clock_stalled_s``, level WARN) until it moves again.
+        """
+        cc = self.cfg.control
+        wall, now = self._clock(), self._now()
+        if now != self._ros_now:
+            self._ros_now, self._ros_moved_clock = now, wall
+        stalled = wall - self._ros_moved_clock if self.running is not None else 0.0
+        stalled = stalled if stalled > cc.clock_timeout else 0.0
+        if stalled and not self._report.clock_stalled_s:
+            self._log.warning(f'the ROS clock has not advanced for {stalled:.1f} s during episode '
+                              f'{self.episode} (simulation paused or no /clock?)')
+        self._report = dataclasses.replace(self._report, clock_stalled_s=stalled)
+        if self.running is None or self._js_clock is None:
+            return False
+        silent = wall - max(self._js_clock, self._episode_clock)
+        if silent <= cc.joint_state_timeout:
+            return False
+        fault = (f'no joint_states for {silent:.1f} s (arm driver down?): streaming stopped')
+        if stalled:
+            fault += f'; the ROS clock stood still for {stalled:.1f} s'
+        self._log.error(f'episode {self.episode}: {fault}')
+        self.streamer.clear()
+        self._report = dataclasses.replace(self._report, fault=fault)
+        self._finish(self.running, now)
+        return True
 
     def _on_event(self, ev: SegmentEvent) -> None:
         seg = ev.segment
@@ -400,15 +501,16 @@ class OnChipLearner:
             if not ok:
                 self._log.error(msg)
 
-    def status(self, event: str) -> AcceleratorStatus:
-        """The status report now, for ``event``."""
+    def status(self, event: str, **extra: Any) -> AcceleratorStatus:
+        """The status report now, for ``event`` (``extra``: fields of this report only)."""
         state = ('streaming' if self.streamer.busy else
                  'computing' if self.running is not None else 'idle')
         return dataclasses.replace(
             self._report, state=state, event=event,
             **self.accelerator.statistics(self._now()), queued=len(self.queue),
-            queued_crc32=','.join(self.queue.crcs), rejected_messages=sum(self.rejected.values()))
+            queued_crc32=','.join(self.queue.crcs), rejected_messages=sum(self.rejected.values()),
+            **extra)
 
-    def publish_status(self, event: str) -> None:
+    def publish_status(self, event: str, **extra: Any) -> None:
         """Send the status report for ``event`` (e.g. ``periodic``)."""
-        self.out.publish_status(self.status(event))
+        self.out.publish_status(self.status(event, **extra))

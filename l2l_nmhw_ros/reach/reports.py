@@ -72,7 +72,9 @@ class AcceleratorStatus(_Report):
 
     Every field is one key; None = not sent (the episode fields before the first episode) or, in
     a parsed message, not received. ``event``: start | end (of a phase), computed, queued, reset,
-    periodic. ``state``: idle | computing | streaming.
+    periodic, rejected (a learning signal refused: ``rejected_crc32``, ``rejected_reason``; nothing
+    programmed). ``state``: idle | computing | streaming. ``boot_id`` changes when the node
+    restarts (the controller then re-sends at once).
     """
 
     DIAG_NAME: ClassVar[str] = 'pcm_accelerator'
@@ -80,6 +82,8 @@ class AcceleratorStatus(_Report):
 
     state: str | None = None
     event: str | None = None
+    # this run of the accelerator (random at start: a new value = the node restarted)
+    boot_id: str | None = None
     # the phase being played (the last phase event): name, start [s ROS time], duration and
     # hold [s], playback time scale
     phase: str | None = None
@@ -111,16 +115,32 @@ class AcceleratorStatus(_Report):
     queued: int | None = None
     queued_crc32: str | None = None
     rejected_messages: int | None = None
+    # a learning signal refused (event ``rejected``): its CRC and why; nothing was programmed
+    rejected_crc32: str | None = None
+    rejected_reason: str | None = None
+    # why the last episode ended early (stale joint_states, ...); empty when it ran to the end
+    fault: str | None = None
+    # defence in depth: commands clamped to the joint limits in the last episode
+    commands_clamped: int | None = None
+    # wall-clock seconds the ROS clock has stood still during the running episode (0 = moving)
+    clock_stalled_s: float | None = None
 
     @property
     def level(self) -> Level:
-        """Always OK (the accelerator reports its state; errors are the controller's results)."""
-        return Level.OK
+        """WARN while the ROS clock stands still in an episode or after an episode that ended
+        early (``fault``); else OK (errors are the controller's results)."""
+        return Level.WARN if (self.clock_stalled_s or self.fault) else Level.OK
 
     @property
     def message(self) -> str:
-        """Human-readable summary, e.g. ``streaming; episode 3``."""
-        return f'{self.state}; episode {self.episode or 0}'
+        """Human-readable summary, e.g. ``streaming; episode 3``, plus the warning if any."""
+        text = f'{self.state}; episode {self.episode or 0}'
+        if self.clock_stalled_s:
+            text += (f'; ROS clock has not advanced for {self.clock_stalled_s:.1f} s (paused '
+                     'simulation or no /clock?)')
+        if self.fault:
+            text += f'; last episode ended early: {self.fault}'
+        return text
 
     @property
     def hardware_id(self) -> str:
@@ -149,10 +169,19 @@ class AcceleratorStatus(_Report):
 class EpisodeResult(_Report):
     """One ``snn_controller/result`` report (DiagnosticStatus ``snn_controller/episode``).
 
-    ``status``: ok | unreachable | timeout | no_joint_states | incomplete; the level is ERROR
-    unless ok. ``message`` is the DiagnosticStatus message (not a key). Per execution (baseline:
-    the meta-learned weights, adapted: after the one update): final, mean-path and largest
-    end-effector errors [m], joint RMS error [rad], or the reason it could not be evaluated.
+    ``status``: ok | unreachable | timeout | no_joint_states | incomplete | rejected; the level is
+    ERROR unless ok. ``message`` is the DiagnosticStatus message (not a key). Per execution
+    (baseline: the meta-learned weights, adapted: after the one update): final, mean-path and
+    largest end-effector errors [m], joint RMS error [rad], or the reason it could not be
+    evaluated.
+
+    ``rejected`` (``message`` gives the reason): a target the controller refused before any
+    episode (wrong frame or shape, non-finite, closer than ``control.min_travel`` to the end
+    effector at home, or dropped from the full queue) is answered at once with ``episode`` 0
+    (episodes count from 1) and ``target_x/y/z`` as received (NaN when not 3 numbers; a
+    non-finite value goes over the wire as ``nan``/``inf``, which ``float()`` reads back); an
+    episode whose learning signal the accelerator refused keeps its number. Match a result to
+    its target by ``target_x/y/z``, not by ``episode``.
     """
 
     DIAG_NAME: ClassVar[str] = 'snn_controller/episode'
@@ -163,6 +192,10 @@ class EpisodeResult(_Report):
     target_z: float
     status: str
     ik_distance: float | None = None
+    # unreachable: the nearest point the learned joints reach [m]
+    nearest_x: float | None = None
+    nearest_y: float | None = None
+    nearest_z: float | None = None
     lsg_ms: float | None = None
     signal_sends: int | None = None
     accelerator_episode: int | None = None

@@ -9,7 +9,8 @@ is checked here; a bad message raises :class:`BadMessage` with the reason, which
 
 from __future__ import annotations
 
-from collections.abc import Mapping, MutableMapping, Sequence
+import functools
+from collections.abc import Callable, Mapping, MutableMapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -44,6 +45,28 @@ def reject(logger: Any, counter: MutableMapping[str, int], what: str, reason: st
     logger.warning(f'ignored {what}: {reason}', throttle_duration_sec=THROTTLE_S)
 
 
+def guarded(logger: Any, counter: MutableMapping[str, int], what: str,
+            fn: Callable[..., Any]) -> Callable[..., None]:
+    """Wrap a subscription or timer callback so that no exception leaves it.
+
+    A ValueError (bad content: :class:`BadMessage`, ShapeError, out-of-range values) is a
+    rejected ``what`` message (:func:`reject`); any other exception is counted under
+    ``internal`` and logged as an error with its type (throttled). Either way the node goes on:
+    one message must never bring a node, and with it the graph, down.
+    """
+    @functools.wraps(fn)
+    def wrapper(*args: Any) -> None:
+        try:
+            fn(*args)
+        except ValueError as exc:
+            reject(logger, counter, what, str(exc))
+        except Exception as exc:  # noqa: BLE001 - the last line of defence of a callback
+            counter['internal'] = counter.get('internal', 0) + 1
+            logger.error(f'{what}: unexpected {type(exc).__name__}: {exc} (ignored; the node '
+                         'goes on)', throttle_duration_sec=THROTTLE_S)
+    return wrapper
+
+
 def to_multiarray(a: np.ndarray, labels: Sequence[str]) -> Float32MultiArray:
     """Pack an array into a Float32MultiArray with labelled dims (row-major).
 
@@ -65,11 +88,16 @@ def to_multiarray(a: np.ndarray, labels: Sequence[str]) -> Float32MultiArray:
 
 
 def from_multiarray(msg: Float32MultiArray, labels: Sequence[str],
-                    shape: Sequence[int] | None = None) -> np.ndarray:
+                    shape: Sequence[int] | None = None, *, finite: bool = True) -> np.ndarray:
     """Unpack a labelled Float32MultiArray into a float32 array.
 
+    Args:
+        finite: also refuse non-finite values (False: the caller's core checks the content and
+            answers the sender, as the accelerator does for learning signals).
+
     Raises:
-        BadMessage: wrong labels, sizes, strides, offset, data length, or non-finite values.
+        BadMessage: wrong labels, sizes, strides, offset, data length, or (``finite``)
+            non-finite values.
     """
     dims = list(msg.layout.dim)
     got = [d.label for d in dims]
@@ -88,7 +116,7 @@ def from_multiarray(msg: Float32MultiArray, labels: Sequence[str],
     data = np.asarray(msg.data, dtype=np.float32)
     if data.size != int(np.prod(sizes)):
         raise BadMessage(f'data has {data.size} values, dims need {int(np.prod(sizes))}')
-    if not np.isfinite(data).all():
+    if finite and not np.isfinite(data).all():
         raise BadMessage(f'data has {int((~np.isfinite(data)).sum())} non-finite values')
     return data.reshape(sizes)
 

@@ -25,7 +25,11 @@ episode), ``phase``, ``phase_start`` [s ROS time], ``phase_duration`` [s], ``pha
 ``adaptation_latency_ms`` (signal in → adapted command stream ready: learning trial + update +
 test trial + planning; the baseline trial is ``baseline_trial_ms``), device statistics
 (``mean_conductance_uS``, ``device_age_s``, ``drift_compensation_factor``,
-``devices_programmed_total``), ``queued``, ``queued_crc32`` (CRCs of the waiting signals).
+``devices_programmed_total``), ``queued``, ``queued_crc32`` (CRCs of the waiting signals),
+``boot_id``, ``rejected_crc32``/``rejected_reason`` (event ``rejected``: a signal refused),
+``fault`` (why an episode ended early), ``commands_clamped``, ``clock_stalled_s``. No exception
+from a message leaves a callback (:func:`~l2l_nmhw_ros.ros.convert.guarded`); faults and bounds:
+:mod:`l2l_nmhw_ros.reach.onchip`.
 
 Parameters: ``seed``, ``arm_controller``, ``pcm.*``, ``arm.joints``/``max_velocity``, the
 ``OnChipLearner.CONFIG_KEYS`` of ``control``; ``trainee.*``, ``eprop.*``, ``task.*`` read-only
@@ -51,8 +55,7 @@ from l2l_nmhw_ros import config as C
 from l2l_nmhw_ros.reach.onchip import OnChipLearner
 from l2l_nmhw_ros.reach.reports import AcceleratorStatus
 from l2l_nmhw_ros.ros import qos
-from l2l_nmhw_ros.ros.convert import (BadMessage, from_multiarray, joint_positions, reject,
-                                      report_array)
+from l2l_nmhw_ros.ros.convert import from_multiarray, guarded, joint_positions, report_array
 from l2l_nmhw_ros.ros.params import declare_config, declare_effective, guard_live_updates
 from l2l_nmhw_ros.ros.runtime import run_node
 
@@ -86,35 +89,40 @@ class PcmAcceleratorNode(Node):
             declare_effective(self, getattr(self.core.cfg, section), section)
         guard_live_updates(self, OnChipLearner.LIVE_KEYS, lambda: self.core.cfg,
                            self.core.configure)
-        self.create_subscription(Float32MultiArray, LEARNING_SIGNAL, self._on_signal,
+        log, rejected = self.get_logger(), self.core.rejected
+        self.create_subscription(Float32MultiArray, LEARNING_SIGNAL,
+                                 guarded(log, rejected, 'learning_signal', self._on_signal),
                                  qos.COMMANDS)
-        self.create_subscription(JointState, 'joint_states', self._on_joint_states, qos.STATE)
+        self.create_subscription(JointState, 'joint_states',
+                                 guarded(log, rejected, 'joint_states', self._on_joint_states),
+                                 qos.STATE)
         self.create_service(Trigger, '~/save_state', self._srv_save)
         self.create_service(Trigger, '~/reset', self._srv_reset)
         cc = self.core.cfg.control
-        self.create_timer(1.0 / cc.command_rate, self.core.tick)
-        # status on the wall clock: its device statistics (~25 ms) at 4x sim time cost too much
-        self.create_timer(1.0 / cc.status_rate, lambda: self.core.publish_status('periodic'),
-                          clock=Clock(clock_type=ClockType.STEADY_TIME))
+        self.create_timer(1.0 / cc.command_rate, guarded(log, rejected, 'tick', self.core.tick))
+        # status and watchdog on the wall clock: they must run while sim time stands still (and
+        # the status's device statistics, ~25 ms, at 4x sim time would cost too much)
+        steady = Clock(clock_type=ClockType.STEADY_TIME)
+        self.create_timer(1.0 / cc.status_rate,
+                          guarded(log, rejected, 'status',
+                                  lambda: self.core.publish_status('periodic')),
+                          clock=steady)
+        self.create_timer(OnChipLearner.WATCHDOG_PERIOD,
+                          guarded(log, rejected, 'watchdog', self.core.watchdog), clock=steady)
         self.get_logger().info(f'commands -> {self.pub_cmd.topic_name} at {cc.command_rate} Hz')
 
     def _now(self) -> float:
         return self.get_clock().now().nanoseconds * 1e-9
 
     def _on_joint_states(self, msg: JointState) -> None:
-        try:
-            self.core.on_joint_state(joint_positions(msg, self.core.joints))
-        except BadMessage as exc:
-            reject(self.get_logger(), self.core.rejected, 'joint_states', str(exc))
+        self.core.on_joint_state(joint_positions(msg, self.core.joints))
 
     def _on_signal(self, msg: Float32MultiArray) -> None:
         t_in = time.perf_counter()
         tc, trainee = self.core.cfg.task, self.core.cfg.trainee
-        try:
-            sig = from_multiarray(msg, LABELS, (tc.n_steps, trainee.n_rec))
-            self.core.on_learning_signal(sig, t_in)
-        except ValueError as exc:  # BadMessage, ShapeError
-            reject(self.get_logger(), self.core.rejected, 'learning_signal', str(exc))
+        # content (finite, within the LSG's range) is the core's to check: it answers the sender
+        sig = from_multiarray(msg, LABELS, (tc.n_steps, trainee.n_rec), finite=False)
+        self.core.on_learning_signal(sig, t_in)
 
     # ---- outputs (the core's AcceleratorOutputs) ----------------------------------------------
     def publish_command(self, q: np.ndarray) -> None:
@@ -130,7 +138,10 @@ class PcmAcceleratorNode(Node):
         return response
 
     def _srv_reset(self, request: Trigger.Request, response: Trigger.Response) -> Any:
-        response.success, response.message = True, self.core.reset()
+        try:
+            response.success, response.message = True, self.core.reset()
+        except Exception as exc:  # noqa: BLE001 - a service answers, it does not crash the node
+            response.success, response.message = False, f'reset failed: {exc}'
         return response
 
     def destroy_node(self) -> None:

@@ -19,7 +19,8 @@ from l2l_nmhw_ros.snn.neurons import (PAPER, SpikeMode, alif_step, decay_factor,
                                       leaky_integrate)
 from l2l_nmhw_ros.snn.trainee import no_autapse_mask
 
-__all__ = ['LSGResult', 'alif_beta', 'init_lsg_weights', 'lsg_n_in', 'run_lsg', 'run_lsg_full']
+__all__ = ['LSGResult', 'alif_beta', 'init_lsg_weights', 'learning_signal_bound', 'lsg_n_in',
+           'run_lsg', 'run_lsg_full']
 
 DT = TaskConfig().dt
 
@@ -103,6 +104,35 @@ def run_lsg_full(weights: dict[str, torch.Tensor], inputs: torch.Tensor, cfg: LS
     z = torch.stack(zs)
     signal = leaky_integrate(z @ w_out.t(), kappa)
     return LSGResult((signal, z))
+
+
+def learning_signal_bound(w_out: torch.Tensor, cfg: LSGConfig, *,
+                          dt: float = DT) -> torch.Tensor:
+    """The largest |learning signal| the LSG can emit, per trainee neuron; shape (n_out,).
+
+    L_j^t = sum_s kappa^(t-s) sum_i w_out[j, i] z_i^s (:func:`run_lsg_full`) with spikes
+    z in {0, 1} and, by the refractory counter (:mod:`l2l_nmhw_ros.snn.neurons`), at most one
+    spike per neuron in any p = max(1, n_ref) consecutive steps. Hence
+
+        |L_j^t| <= sum_i |w_out[j, i]| * sum_k kappa^(k p) = sum_i |w_out[j, i]| / (1 - kappa^p),
+
+    reached when every neuron of one sign fires at the highest rate in phase. Any larger signal
+    cannot come from this LSG: the accelerator refuses it (defence against hostile or corrupted
+    messages; see :meth:`l2l_nmhw_ros.reach.accelerator.Accelerator.check_learning_signal`).
+
+    Args:
+        w_out: the LSG's readout weights (n_out, n_rec).
+        cfg: the LSG section (``tau_out``, ``n_ref``).
+        dt: time step [s].
+
+    Raises:
+        ShapeError: ``w_out`` is not a matrix.
+    """
+    if w_out.ndim != 2:
+        raise ShapeError(f'lsg w_out: expected (n_out, n_rec), got {tuple(w_out.shape)}')
+    kappa = decay_factor(cfg.tau_out, dt)
+    period = max(1, int(cfg.n_ref))
+    return w_out.abs().sum(dim=1) / (1.0 - kappa ** period)
 
 
 def run_lsg(weights: dict[str, torch.Tensor], inputs: torch.Tensor, cfg: LSGConfig, *,

@@ -15,6 +15,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from l2l_nmhw_ros.reach.episode import resolve_checkpoint
@@ -95,3 +96,30 @@ def test_outputs_bag_and_plots(demo) -> None:
     assert counts['/joint_states'] > 100
     assert counts['/forward_position_controller/commands'] > 100
     assert s['bag_messages'] == counts
+
+
+def test_the_arm_never_left_its_limits(demo) -> None:
+    """Every command the accelerator streamed lies in the safe joint range and every measured
+    joint state within the URDF limits (PyBullet's joint limit is soft: 1e-3 rad)."""
+    from mcap.reader import make_reader
+    from mcap_ros2.decoder import DecoderFactory
+
+    from l2l_nmhw_ros import config as C
+    from l2l_nmhw_ros.reach.episode import ArmLimits
+
+    _, out, _ = demo
+    lim = ArmLimits.from_config(C.L2LConfig())
+    n_cmd = n_js = 0
+    with open(out / 'episodes.mcap', 'rb') as fh:
+        reader = make_reader(fh, decoder_factories=[DecoderFactory()])
+        for _, channel, _, msg in reader.iter_decoded_messages(
+                topics=['/forward_position_controller/commands', '/joint_states']):
+            if channel.topic == '/joint_states':
+                q = np.array([msg.position[list(msg.name).index(j)] for j in lim.joints])
+                lo, hi, tol = lim.lower, lim.upper, 1e-3
+                n_js += 1
+            else:
+                q, lo, hi, tol = np.asarray(msg.data), lim.safe_lower, lim.safe_upper, 1e-12
+                n_cmd += 1
+            assert (q >= lo - tol).all() and (q <= hi + tol).all(), (channel.topic, q)
+    assert n_cmd > 100 and n_js > 100

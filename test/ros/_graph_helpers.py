@@ -37,7 +37,7 @@ def random_checkpoint(folder: Path, network: Mapping[str, Mapping[str, Any]] | N
 
     ``network`` overrides config values (e.g. ``{'lsg': {'n_rec': 40}}``) recorded in its
     metadata. The network is lively (input weights x2) and its learning signals change weights
-    (LSG readout x20): these checkpoints test plumbing, not learning.
+    (LSG readout x3): these checkpoints test plumbing, not learning.
     """
     import torch
 
@@ -51,7 +51,7 @@ def random_checkpoint(folder: Path, network: Mapping[str, Mapping[str, Any]] | N
     tr = init_trainee_weights(cfg.trainee, g)
     tr['w_in'] = tr['w_in'] * 2.0  # a lively random network
     ls = init_lsg_weights(cfg.lsg, lsg_n_in(cfg.lsg, cfg.trainee.n_in), cfg.trainee.n_rec, g)
-    ls['w_out'] = ls['w_out'] * 20.0  # learning signals big enough to change some weights
+    ls['w_out'] = ls['w_out'] * 3.0  # learning signals that change a few thousand weights
     w = {f'trainee.{k}': v.numpy() for k, v in tr.items()}
     w |= {f'lsg.{k}': v.numpy() for k, v in ls.items()}
     return checkpoint.save(folder / 'random', w,

@@ -201,13 +201,15 @@ def test_random_command_streams_keep_the_simulated_arm_safe(sim, events):
     for cmd, n in events:
         hold_from = None
         if cmd is not None:
+            # already holding: the hold point stays (no creep); tracking: hold where measured
+            held = f.target if f.mode is not Mode.TRACKING else None
             if not f.command(cmd, sim.t):
-                hold_from = sim.joint_positions()
+                hold_from = held if held is not None else sim.limits.clip(sim.joint_positions())
         for _ in range(n):
             tgt = f.update(sim.joint_positions(), sim.t)
             if hold_from is not None:
-                # a bad command never moves the arm: the target is where it was measured
-                np.testing.assert_array_equal(tgt, sim.limits.clip(hold_from))
+                # a bad command never moves the arm: the target is where the hold began
+                np.testing.assert_array_equal(tgt, hold_from)
             sim.set_position_targets(tgt)
             sim.step()
             q_new = sim.joint_positions()

@@ -193,15 +193,17 @@ def test_reset_ends_the_episode_and_drops_the_queue() -> None:
     assert len(out.commands) == n and len(acc.adapted) == 1  # nothing streams, nothing runs
 
 
-def test_bad_signals_raise_and_change_nothing() -> None:
+def test_bad_signals_are_refused_and_change_nothing() -> None:
     core, acc, out, _ = _learner()
-    with pytest.raises(ShapeError):
+    with pytest.raises(ShapeError):  # not a signal of this network: the node rejects it
         core.on_learning_signal(np.zeros((10, 250), np.float32), 0.0)
     bad = _signal(1)
     bad[3, 3] = np.nan
-    with pytest.raises(ValueError, match='NaN'):
-        core.on_learning_signal(bad, 0.0)
-    assert acc.adapted == [] and out.status == [] and core.episode == 0
+    # a signal of the right shape is answered: status `rejected` with its CRC and the reason
+    assert core.on_learning_signal(bad, 0.0) is Admission.REJECTED
+    assert acc.adapted == [] and core.episode == 0 and core.rejected['learning_signal'] == 1
+    assert [(s.event, s.rejected_crc32) for s in out.status] == [('rejected', signal_crc(bad))]
+    assert 'NaN' in out.status[0].rejected_reason
 
 
 def test_status_has_every_key_after_an_episode_and_counts_rejections() -> None:
@@ -212,8 +214,11 @@ def test_status_has_every_key_after_an_episode_and_counts_rejections() -> None:
     core.on_learning_signal(_signal(1), 500.0)
     _play(core, now, now.t + 60.0)
     st = core.status('periodic')
-    assert list(st.values()) == list(STATUS_KEYS)
+    # every key but those of a refusal (event `rejected` only) and of an episode ended early
+    only_when = ('rejected_crc32', 'rejected_reason', 'fault')
+    assert list(st.values()) == [k for k in STATUS_KEYS if k not in only_when]
     assert st.rejected_messages == 2 and st.mean_conductance_uS == 12.5
+    assert st.commands_clamped == 0 and st.clock_stalled_s == 0.0 and st.boot_id == core.boot_id
 
 
 def test_live_configuration_applies_from_the_next_episode() -> None:

@@ -21,13 +21,14 @@ def _wire(values: dict) -> dict[str, str]:
 
 def test_status_key_list_is_the_documented_one_in_order() -> None:
     assert STATUS_KEYS == (
-        'state', 'event', 'phase', 'phase_start', 'phase_duration', 'phase_hold', 'time_scale',
-        'episode', 'learning_signal_crc32', 'devices_programmed', 'weights_changed',
+        'state', 'event', 'boot_id', 'phase', 'phase_start', 'phase_duration', 'phase_hold',
+        'time_scale', 'episode', 'learning_signal_crc32', 'devices_programmed', 'weights_changed',
         'devices_restored', 'adaptation_latency_ms', 'baseline_trial_ms', 'learning_trial_ms',
         'update_ms', 'test_trial_ms', 'trainee_rate_hz', 'time_scale_baseline',
         'time_scale_adapted', 'mean_conductance_uS', 'device_age_s', 'drift_compensation_factor',
         'devices_programmed_total', 'devices_set_fraction', 'queued', 'queued_crc32',
-        'rejected_messages')
+        'rejected_messages', 'rejected_crc32', 'rejected_reason', 'fault', 'commands_clamped',
+        'clock_stalled_s')
 
 
 def test_result_key_list_is_the_documented_one_and_message_is_not_a_key() -> None:
