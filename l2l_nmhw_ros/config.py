@@ -385,8 +385,13 @@ class ControlConfig(_Section):
     reach_tolerance: float = param(0.02, 'm', 'Largest distance of a target from the workspace of '
                                    'the learned joints (base, shoulder) that is still accepted',
                                    lo=1e-6)
-    queue_size: int = param(4, '1', 'Targets waiting while an episode runs; when full, the oldest '
-                            'is dropped (logged)', lo=1)
+    queue_size: int = param(32, '1', 'Targets waiting while an episode runs (controller) and '
+                            'learning signals waiting while one runs (accelerator); when full, '
+                            'the oldest is dropped (the controller answers it with a rejected '
+                            'result)', lo=1)
+    min_travel: float = param(0.05, 'm', 'Smallest distance of a target from the end effector at '
+                              'control.home: a closer target has no motion to learn and is '
+                              'rejected (task.reach_min_distance is the same 0.05 m)', lo=0.0)
     episode_timeout: float = param(120.0, 's', 'Wall-clock limit of one episode (learning signal '
                                    'to evaluation) before it is abandoned', lo=1.0)
     signal_retry: float = param(2.0, 's', 'Wall-clock time after which the controller re-sends '
@@ -399,6 +404,17 @@ class ControlConfig(_Section):
                           'in other frames are rejected (no tf2 on pip-only installs)')
     checkpoint: str = param('', '', 'Checkpoint path; empty = the shipped default')
     state_file: str = param('', '', 'PCM device-state file; empty = in-memory only')
+    max_weights_changed: int = param(8000, '1', 'Largest number of weights one on-chip update may '
+                                     'change (after rounding); a larger update is refused before '
+                                     'any device is programmed (0 = no limit)', lo=0)
+    joint_state_timeout: float = param(1.0, 's', 'Wall-clock time without joint_states after '
+                                       'which the accelerator stops streaming and ends the '
+                                       'episode as failed (arm driver down?)', lo=0.05)
+    clock_timeout: float = param(3.0, 's', 'Wall-clock time the ROS clock may stand still during '
+                                 'an episode before the accelerator warns (paused simulation, '
+                                 'no /clock)', lo=0.05)
+    joint_state_margin: float = param(0.1, 'rad', 'joint_states outside the URDF limits by more '
+                                      'than this are impossible readings: rejected', lo=0.0)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -30,8 +30,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from l2l_nmhw_ros.arm.kinematics import (JOINT_NAMES, forward_kinematics, inverse_kinematics,
-                                         load_joint_limits, safe_limits)
+from l2l_nmhw_ros.arm.kinematics import (JOINT_NAMES, JointLimits, forward_kinematics,
+                                         inverse_kinematics, jacobian, load_joint_limits,
+                                         safe_limits)
 from l2l_nmhw_ros.config import FK_JOINTS, L2LConfig, from_dict, to_dict
 from l2l_nmhw_ros.errors import CheckpointError, ConfigError, L2LError, ShapeError
 from l2l_nmhw_ros.l2l import checkpoint
@@ -41,9 +42,10 @@ from l2l_nmhw_ros.l2l.tasks import minimum_jerk
 from l2l_nmhw_ros.share import find_share
 from l2l_nmhw_ros.snn.lsg import run_lsg
 
-__all__ = ['LEARNING_PCM_KEYS', 'NETWORK_SECTIONS', 'Demonstration', 'Evaluation',
+__all__ = ['LEARNING_PCM_KEYS', 'NETWORK_SECTIONS', 'ArmLimits', 'Demonstration', 'Evaluation',
            'LoadedCheckpoint', 'ReachPlanner', 'UnreachableTarget', 'evaluate', 'load_checkpoint',
-           'network_config', 'pcm_differences', 'resolve_checkpoint']
+           'network_config', 'pcm_differences', 'planner_limits', 'random_reachable_targets',
+           'resolve_checkpoint']
 
 #: config sections that belong to the meta-learned network: taken from the checkpoint
 NETWORK_SECTIONS = ('trainee', 'lsg', 'eprop', 'task')
@@ -52,12 +54,22 @@ NETWORK_SECTIONS = ('trainee', 'lsg', 'eprop', 'task')
 
 
 class UnreachableTarget(L2LError):
-    """The target is farther than the tolerance from the trainee's workspace."""
+    """The target is farther than the tolerance from the trainee's workspace.
 
-    def __init__(self, target: np.ndarray, distance: float, tolerance: float) -> None:
-        super().__init__(f'target {np.round(target, 3).tolist()} m is {distance:.3f} m from the '
-                         f'workspace of the learned joints (tolerance {tolerance} m)')
+    Attributes:
+        distance: from the target to the nearest reachable point [m].
+        nearest: that point [m], (3,), or None when not known.
+    """
+
+    def __init__(self, target: np.ndarray, distance: float, tolerance: float,
+                 nearest: np.ndarray | None = None) -> None:
+        text = (f'target {np.round(target, 3).tolist()} m is {distance:.3f} m from the workspace '
+                f'of the learned joints (tolerance {tolerance} m)')
+        if nearest is not None:
+            text += f'; nearest reachable point {np.round(nearest, 3).tolist()} m'
+        super().__init__(text)
         self.distance = distance
+        self.nearest = None if nearest is None else np.asarray(nearest, dtype=np.float64)
 
 
 def resolve_checkpoint(path: str | Path = '') -> Path:
@@ -206,6 +218,71 @@ def joint_index(joints: Sequence[str],
 
 
 @dataclasses.dataclass(frozen=True)
+class ArmLimits:
+    """Joint limits in ``arm.joints`` order, for the checks at the graph's inputs and outputs.
+
+    Attributes:
+        joints: the joint names (``arm.joints``).
+        lower, upper: the URDF limits [rad], (n_joints,): a measured position more than
+            ``margin`` outside them is an impossible reading.
+        safe_lower, safe_upper: the URDF limits narrowed to the paper code's safe ranges
+            (:func:`~l2l_nmhw_ros.arm.kinematics.safe_limits`) [rad]: every command stays inside.
+        margin: tolerance of a measurement beyond the URDF limits [rad].
+    """
+
+    joints: tuple[str, ...]
+    lower: np.ndarray
+    upper: np.ndarray
+    safe_lower: np.ndarray
+    safe_upper: np.ndarray
+    margin: float
+
+    @classmethod
+    def from_config(cls, cfg: L2LConfig) -> ArmLimits:
+        """The limits of ``cfg.arm.urdf`` (empty: the package's URDF) for ``cfg.arm.joints``
+        with margin ``cfg.control.joint_state_margin``.
+
+        Raises:
+            ConfigError: a joint of ``arm.joints`` is not in the URDF.
+        """
+        urdf = load_joint_limits(cfg.arm.urdf or None)
+        safe = safe_limits(urdf)
+        try:
+            idx = [urdf.index(n) for n in cfg.arm.joints]
+        except ValueError as exc:
+            raise ConfigError(f'arm.joints: {exc}') from None
+        return cls(tuple(cfg.arm.joints), urdf.lower[idx], urdf.upper[idx], safe.lower[idx],
+                   safe.upper[idx], float(cfg.control.joint_state_margin))
+
+    def check_measurement(self, q: np.ndarray) -> np.ndarray:
+        """Return ``q`` [rad] (n_joints,) as float64 when it is a possible reading.
+
+        Raises:
+            ValueError: wrong length, not finite, or outside the URDF limits by more than
+                ``margin`` (naming the joint and the value).
+        """
+        q = np.asarray(q, dtype=np.float64)
+        if q.shape != self.lower.shape:
+            raise ValueError(f'joint positions: expected {self.lower.shape[0]} values, got '
+                             f'shape {q.shape}')
+        if not np.isfinite(q).all():
+            raise ValueError(f'joint positions not finite: {q.tolist()}')
+        bad = (q < self.lower - self.margin) | (q > self.upper + self.margin)
+        if bad.any():
+            j = int(np.flatnonzero(bad)[0])
+            raise ValueError(f'joint {self.joints[j]} at {q[j]:.4g} rad is outside its limits '
+                             f'[{self.lower[j]:.4g}, {self.upper[j]:.4g}] rad by more than '
+                             f'{self.margin} rad: impossible reading, ignored')
+        return q
+
+    def clamp_command(self, q: np.ndarray) -> tuple[np.ndarray, int]:
+        """Return (``q`` clamped to the safe range, number of values that were outside)."""
+        q = np.asarray(q, dtype=np.float64)
+        out = np.clip(q, self.safe_lower, self.safe_upper)
+        return out, int(np.count_nonzero(out != q))
+
+
+@dataclasses.dataclass(frozen=True)
 class Demonstration:
     """A reach demonstration (the task the trainee must adapt to).
 
@@ -253,6 +330,63 @@ class Evaluation:
     n_samples: int
 
 
+def planner_limits(cfg: L2LConfig, urdf: str | Path | None = None) -> JointLimits:
+    """Where a demonstration may go: the URDF limits ∩ the paper's safe ranges ∩, for the
+    learned joints, the task family's ranges (``task.joint_lo/hi``), in URDF order."""
+    limits = safe_limits(load_joint_limits(urdf))
+    lo, hi = limits.lower.copy(), limits.upper.copy()
+    for j, name in enumerate(cfg.task.learned_joints):
+        i = limits.index(name)
+        lo[i] = max(lo[i], cfg.task.joint_lo[j])
+        hi[i] = min(hi[i], cfg.task.joint_hi[j])
+    return dataclasses.replace(limits, lower=lo, upper=hi)
+
+
+def random_reachable_targets(cfg: L2LConfig, n: int, rng: np.random.Generator, *,
+                             min_travel: float, urdf: str | Path | None = None) -> np.ndarray:
+    """Draw ``n`` targets [m], (n, 3), uniformly from the set the learned joints can reach.
+
+    The learned joints (``task.learned_joints``, the first k FK joints) are drawn uniformly in
+    :func:`planner_limits`, the others stay at ``control.home``; a draw is kept with probability
+    v(q) / v_max, v(q) = sqrt(det(J_k^T J_k)) the volume element of FK in the learned joints
+    (J_k: the (3, k) columns of :func:`~l2l_nmhw_ros.arm.kinematics.jacobian`), so the end
+    points are uniform in the reachable volume (k = 3) or surface (k = 2) instead of crowding
+    where the arm is folded; and only when FK(q) is at least ``min_travel`` [m] from the home
+    position. v_max is the largest v of 4096 uniform draws (the acceptance is clipped at 1).
+
+    Raises:
+        ValueError: ``n`` < 1, or no target found (``min_travel`` too large).
+    """
+    if n < 1:
+        raise ValueError(f'n must be >= 1, got {n}')
+    fk_idx, _ = joint_index(cfg.arm.joints, cfg.task.learned_joints)
+    lim = planner_limits(cfg, urdf)
+    k = len(cfg.task.learned_joints)
+    cols = [JOINT_NAMES.index(j) for j in cfg.task.learned_joints]
+    lo = np.array([lim.lower[lim.index(j)] for j in cfg.task.learned_joints])
+    hi = np.array([lim.upper[lim.index(j)] for j in cfg.task.learned_joints])
+    q_home = np.asarray(cfg.control.home, dtype=np.float64)[fk_idx]  # FK order
+    p_home = forward_kinematics(q_home)
+
+    def draw(m: int) -> tuple[np.ndarray, np.ndarray]:
+        q = np.tile(q_home, (m, 1))
+        q[:, cols] = rng.uniform(lo, hi, size=(m, k))
+        jk = jacobian(q)[:, :, cols]
+        return q, np.sqrt(np.abs(np.linalg.det(np.swapaxes(jk, 1, 2) @ jk)))
+
+    v_max = float(draw(4096)[1].max())
+    out: list[np.ndarray] = []
+    for _ in range(200):
+        q, v = draw(max(64, 4 * n))
+        p = forward_kinematics(q)
+        keep = (rng.uniform(size=v.shape) * v_max < v) & (
+            np.linalg.norm(p - p_home, axis=-1) >= min_travel)
+        out.extend(p[keep])
+        if len(out) >= n:
+            return np.array(out[:n])
+    raise ValueError(f'no reachable target at least {min_travel} m from home found')
+
+
 class ReachPlanner:
     """Reachability, demonstrations and learning signals for reach targets.
 
@@ -278,13 +412,7 @@ class ReachPlanner:
         if self.lsg['w_out'].shape[0] != cfg.trainee.n_rec:
             raise ShapeError(f'lsg.w_out: expected ({cfg.trainee.n_rec}, n_lsg), got '
                              f'{tuple(self.lsg["w_out"].shape)}')
-        limits = safe_limits(load_joint_limits(urdf))
-        lo, hi = limits.lower.copy(), limits.upper.copy()
-        for j, name in enumerate(cfg.task.learned_joints):  # ∩ the task family's safe ranges
-            i = limits.index(name)
-            lo[i] = max(lo[i], cfg.task.joint_lo[j])
-            hi[i] = min(hi[i], cfg.task.joint_hi[j])
-        self.limits = dataclasses.replace(limits, lower=lo, upper=hi)
+        self.limits = planner_limits(cfg, urdf)
         self.home = np.asarray(cfg.control.home, dtype=np.float64)
         if self.home.shape != (len(cfg.arm.joints),):
             raise ConfigError(f'control.home: expected {len(cfg.arm.joints)} values (arm.joints),'
@@ -309,7 +437,7 @@ class ReachPlanner:
         ik = inverse_kinematics(p, q0_fk, limits=self.limits, active_joints=act,
                                 tol=self.cfg.control.reach_tolerance)
         if not ik.reachable:
-            raise UnreachableTarget(p, ik.distance, self.cfg.control.reach_tolerance)
+            raise UnreachableTarget(p, ik.distance, self.cfg.control.reach_tolerance, ik.p)
         q_goal = self.home.copy()
         q_goal[self.fk_idx] = ik.q
         tc = self.cfg.task

@@ -3,11 +3,16 @@
 :class:`ReachController` is everything ``snn_controller`` does; the node only converts messages
 and calls it. One episode at a time:
 
-1. a target [m] (frame ``control.frame_id`` or empty, finite) starts an episode when none runs and
-   joint states have arrived (the executions could not be evaluated otherwise); else it waits in a
-   queue of ``control.queue_size`` (when full the oldest is dropped, logged);
+1. a target [m] (frame ``control.frame_id`` or empty, 3 finite coordinates, at least
+   ``control.min_travel`` from the end effector at ``control.home``) starts an episode when none
+   runs and joint states have arrived (the executions could not be evaluated otherwise); else it
+   waits in a queue of ``control.queue_size`` (when full the oldest is dropped). Every target that
+   gets no episode is answered at once with a result ``rejected`` whose message gives the reason
+   (``episode`` 0, the coordinates as received): a bad one on arrival (``add_target`` also
+   raises ValueError), a dropped one when the newer target arrives;
 2. reachability and demonstration (:class:`~l2l_nmhw_ros.reach.episode.ReachPlanner`); an
-   unreachable target ends the episode at once (result ``unreachable`` with the distance);
+   unreachable target ends the episode at once (result ``unreachable`` with the distance and
+   the nearest reachable point ``nearest_x/y/z``);
 3. the LSG's learning signal, handed over to the accelerator by a
    :class:`~l2l_nmhw_ros.reach.handshake.SignalHandshake` (sent, re-sent every
    ``control.signal_retry`` s until acknowledged or queued, the accelerator episode followed);
@@ -18,6 +23,10 @@ and calls it. One episode at a time:
    ``incomplete`` when no adapted execution was reported, e.g. after the accelerator's reset);
    an episode without ``done`` for ``control.episode_timeout`` s (wall clock) ends as
    ``timeout``.
+
+Joint states outside the URDF limits of ``arm.urdf`` by more than ``control.joint_state_margin``
+(:class:`~l2l_nmhw_ros.reach.episode.ArmLimits`), or not finite, are impossible readings: refused
+(ValueError), the buffer never sees them.
 
 ``clock`` is a monotonic clock [s] (re-sends, timeouts, the LSG's time), passed in; joint-state
 times are the caller's stamps [s] on the accelerator's clock (ROS time).
@@ -34,8 +43,8 @@ from typing import Any, Protocol
 import numpy as np
 
 from l2l_nmhw_ros.config import L2LConfig
-from l2l_nmhw_ros.reach.episode import (Demonstration, Evaluation, ReachPlanner, UnreachableTarget,
-                                      evaluate, load_checkpoint)
+from l2l_nmhw_ros.reach.episode import (ArmLimits, Demonstration, Evaluation, ReachPlanner,
+                                      UnreachableTarget, evaluate, load_checkpoint)
 from l2l_nmhw_ros.reach.handshake import (EXECUTIONS, HandshakeAction, HandshakeUpdate,
                                         SignalHandshake)
 from l2l_nmhw_ros.reach.reports import AcceleratorStatus, EpisodeResult, signal_crc
@@ -98,12 +107,15 @@ class ReachController:
     """
 
     #: configuration keys this core reads; the node declares only these
-    CONFIG_KEYS = {'arm': ('joints',),
-                   'control': ('checkpoint', 'home', 'reach_tolerance', 'frame_id', 'queue_size',
-                               'episode_timeout', 'signal_retry')}
+    CONFIG_KEYS = {'arm': ('joints', 'urdf'),
+                   'control': ('checkpoint', 'home', 'reach_tolerance', 'min_travel', 'frame_id',
+                               'queue_size', 'episode_timeout', 'signal_retry',
+                               'joint_state_margin')}
     #: keys read per target or per watchdog tick: a change at run time applies at once
-    LIVE_KEYS = ('control.reach_tolerance', 'control.queue_size', 'control.episode_timeout',
-                 'control.signal_retry')
+    LIVE_KEYS = ('control.reach_tolerance', 'control.min_travel', 'control.queue_size',
+                 'control.episode_timeout', 'control.signal_retry')
+    #: the ``episode`` of a ``rejected`` result: the target got no episode (they count from 1)
+    NO_EPISODE = 0
     #: the network sections the controller runs (from the checkpoint, read-only)
     NETWORK_SECTIONS = ('trainee', 'lsg', 'task')
 
@@ -115,6 +127,10 @@ class ReachController:
         self._clock = clock
         self._log = logger or _LOG
         self.joints = list(cfg.arm.joints)
+        self.limits = ArmLimits.from_config(cfg)
+        #: the end effector at ``control.home`` [m], (3,)
+        self.p_home = np.asarray(planner.fk(np.asarray(cfg.control.home, dtype=np.float64)),
+                                 dtype=np.float64)
         self.js_t: collections.deque[float] = collections.deque(maxlen=JOINT_BUFFER)
         self.js_q: collections.deque[np.ndarray] = collections.deque(maxlen=JOINT_BUFFER)
         self.targets: collections.deque[np.ndarray] = collections.deque()
@@ -144,29 +160,41 @@ class ReachController:
 
     # ---- inputs ------------------------------------------------------------------------------
     def on_joint_state(self, t: float, q: np.ndarray) -> None:
-        """A measured joint position [rad] (arm.joints order) at time ``t`` [s]."""
+        """A measured joint position [rad] (arm.joints order) at time ``t`` [s].
+
+        Raises:
+            ValueError: ``t`` not finite, or ``q`` not a possible reading (wrong length, not
+                finite, outside the URDF limits by more than ``control.joint_state_margin``,
+                :meth:`~l2l_nmhw_ros.reach.episode.ArmLimits.check_measurement`); the buffer is
+                left as it was.
+        """
+        q = self.limits.check_measurement(q)
+        if not np.isfinite(t):
+            raise ValueError(f'joint state time {t} s is not finite')
         if self.js_t and t < self.js_t[-1]:  # time went back (sim reset): start over
             self.js_t.clear()
             self.js_q.clear()
         self.js_t.append(float(t))
-        self.js_q.append(np.asarray(q, dtype=np.float64))
+        self.js_q.append(q)
         self._next()  # targets waited for the first joint states
 
     def add_target(self, p: Any, frame_id: str = '') -> None:
         """A reach target [m], (3,), in ``frame_id`` (empty = ``control.frame_id``).
 
+        A target that cannot get an episode is answered at once with a ``rejected`` result
+        (:meth:`reject_target`); a valid one starts an episode or waits in the queue, whose
+        oldest target is dropped (and answered ``rejected``) when it is full.
+
         Raises:
-            ValueError: another frame (no tf2 here) or not 3 finite coordinates.
+            ValueError: the target is rejected (its result is published first): another frame
+                (no tf2 here), not 3 numbers, not finite, or closer than ``control.min_travel``
+                [m] to the end effector at ``control.home``.
         """
-        frame = self.cfg.control.frame_id
-        if frame_id not in ('', frame):
-            raise ValueError(f'frame {frame_id!r} is not {frame!r} (no tf2 here: send targets in '
-                             'the arm base frame)')
+        reason = self._target_problem(p, frame_id)
+        if reason:
+            self.reject_target(p, reason)
+            raise ValueError(reason)
         p = np.asarray(p, dtype=np.float64)
-        if p.shape != (3,):
-            raise ValueError(f'expected 3 coordinates [m], got shape {p.shape}')
-        if not np.isfinite(p).all():
-            raise ValueError(f'non-finite point {p.tolist()}')
         if self.current is None and self.js_t:
             self._start(p)
             return
@@ -174,12 +202,56 @@ class ReachController:
             self._log.warning('no joint_states received yet: the target waits for the arm')
         size = self.cfg.control.queue_size
         while len(self.targets) >= size:
+            waiting = len(self.targets)
             old = self.targets.popleft()
-            self._log.warning(f'target queue full ({size}): dropped the oldest target '
-                              f'{np.round(old, 3).tolist()}')
+            reason = (f'queue full ({waiting} waiting, control.queue_size = {size}): dropped for '
+                      f'a newer target')
+            self._log.warning(f'target {np.round(old, 3).tolist()}: {reason}')
+            self.reject_target(old, reason)
         self.targets.append(p)
         self._log.info(f'episode {self.episode} running: target {np.round(p, 3).tolist()} queued '
                        f'({len(self.targets)} waiting)')
+
+    def reject_target(self, p: Any, reason: str) -> EpisodeResult:
+        """Publish the ``rejected`` result of target ``p`` (as received) with ``reason``.
+
+        ``episode`` is :data:`NO_EPISODE`; ``target_x/y/z`` are the coordinates when ``p`` is 3
+        numbers (NaN and inf included), else NaN. Never raises for a bad ``p``.
+        """
+        try:
+            xyz = np.asarray(p, dtype=np.float64)
+        except (TypeError, ValueError):
+            xyz = np.full(3, np.nan)
+        if xyz.shape != (3,):
+            xyz = np.full(3, np.nan)
+        result = EpisodeResult(episode=self.NO_EPISODE, target_x=float(xyz[0]),
+                               target_y=float(xyz[1]), target_z=float(xyz[2]), status='rejected',
+                               message=reason)
+        self._publish(result)
+        return result
+
+    def _target_problem(self, p: Any, frame_id: str) -> str:
+        """Why target ``p`` in ``frame_id`` is rejected, or '' when it is acceptable."""
+        frame = self.cfg.control.frame_id
+        if frame_id not in ('', frame):
+            return (f'wrong frame: {frame_id!r} is not {frame!r} (no tf2 here: send targets in '
+                    'the arm base frame)')
+        try:
+            xyz = np.asarray(p, dtype=np.float64)
+        except (TypeError, ValueError):
+            return f'wrong shape: expected 3 coordinates [m], got {p!r}'
+        if xyz.shape != (3,):
+            return (f'wrong shape: expected 3 coordinates [m], got shape {xyz.shape}: '
+                    f'{xyz.tolist()}')
+        if not np.isfinite(xyz).all():
+            return f'non-finite coordinates {xyz.tolist()} [m]'
+        travel = float(np.linalg.norm(xyz - self.p_home))
+        min_travel = self.cfg.control.min_travel
+        if travel < min_travel:
+            return (f'too close to home: {travel:.3f} m from the end effector at control.home '
+                    f'{np.round(self.p_home, 3).tolist()} m, below control.min_travel = '
+                    f'{min_travel} m (no motion to learn)')
+        return ''
 
     def on_status(self, status: AcceleratorStatus) -> None:
         """One accelerator status: acknowledges, gives windows or ends the running episode.
@@ -195,6 +267,19 @@ class ReachController:
             self._log.info(f'episode {cur.number}: learning signal queued by the accelerator')
         elif update is HandshakeUpdate.DONE:
             self._finish(cur)
+        elif update is HandshakeUpdate.RESTARTED:
+            self._log.warning(f'episode {cur.number}: pcm_accelerator restarted (boot '
+                              f'{status.boot_id}): sending the learning signal again now')
+            self.poll()
+        elif update is HandshakeUpdate.REJECTED:
+            reason = f'pcm_accelerator refused the learning signal: {cur.handshake.reject_reason}'
+            self._log.error(f'episode {cur.number}: {reason}')
+            self._publish(self._result(cur.demo.target, 'rejected', message=reason,
+                                       ik_distance=cur.demo.ik_distance, lsg_ms=cur.lsg_ms,
+                                       signal_sends=cur.handshake.sends,
+                                       learning_signal_crc32=cur.handshake.crc))
+            self.current = None
+            self._next()
 
     def poll(self) -> None:
         """Watchdog (every 0.5 s): first send, re-sends, episode timeout."""
@@ -232,8 +317,10 @@ class ReachController:
             demo = self.planner.plan(p)
         except UnreachableTarget as exc:
             self._log.warning(f'episode {self.episode}: {exc}')
+            near = {} if exc.nearest is None else dict(zip(
+                ('nearest_x', 'nearest_y', 'nearest_z'), map(float, exc.nearest), strict=True))
             self._publish(self._result(p, 'unreachable', message=str(exc),
-                                       ik_distance=exc.distance))
+                                       ik_distance=exc.distance, **near))
             self._next()
             return
         c0 = self._clock()
@@ -284,6 +371,8 @@ class ReachController:
             msg = '; '.join(notes) or 'no adapted execution reported'
             if status == 'ok':
                 status = 'incomplete'  # e.g. the accelerator was reset midway
+        if st.fault:  # the accelerator ended the episode early (e.g. the arm stopped reporting)
+            status, msg = 'failed', f'{st.fault}; {msg}'
         self.out.publish_markers(demo, executed)
         self._publish(self._result(demo.target, status, message=msg, arm_moved_rad=moved,
                                    **fields))

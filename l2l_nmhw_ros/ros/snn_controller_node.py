@@ -1,11 +1,13 @@
 """``snn_controller``: reach targets in, learning signals out, executions evaluated.
 
 Subscribes ``reach_target`` (geometry_msgs/PointStamped, frame ``control.frame_id`` or empty;
-remap rviz's ``clicked_point`` to it), ``joint_states`` and ``pcm_accelerator/status``; publishes
-``pcm_accelerator/learning_signal`` (Float32MultiArray, dims ``time`` × ``neuron``), ``~/result``
-(DiagnosticArray, one per episode), ``~/markers`` (MarkerArray: ``target``, ``demonstration``,
-``executed_baseline``, ``executed``) and ``~/demonstration`` (JointTrajectory in ``arm.joints``
-order, time_from_start in network time: step k at (k + 1) · dt).
+remap rviz's ``clicked_point`` to it; QoS :data:`~l2l_nmhw_ros.ros.qos.TARGETS`, reliable,
+keep-last 100: a burst of targets fits), ``joint_states`` and ``pcm_accelerator/status``;
+publishes ``pcm_accelerator/learning_signal`` (Float32MultiArray, dims ``time`` × ``neuron``),
+``~/result`` (DiagnosticArray, one per target; QoS ``TARGETS``), ``~/markers`` (MarkerArray:
+``target``, ``demonstration``, ``executed_baseline``, ``executed``) and ``~/demonstration``
+(JointTrajectory in ``arm.joints`` order, time_from_start in network time: step k at
+(k + 1) · dt).
 
 One episode at a time (:class:`~l2l_nmhw_ros.reach.reach_controller.ReachController`): IK,
 demonstration, LSG, learning signal, re-sent every ``control.signal_retry`` s (DDS may drop a
@@ -15,22 +17,27 @@ an accelerator episode (phase ``computed`` or ``home``) names that ``episode``, 
 (``phase_start``, ``phase_duration``, ``phase_hold``, ``time_scale``) of the ``baseline`` and
 ``adapted`` executions; ``phase = done`` ends it: the joint states of each window are evaluated
 (FK → errors vs demonstration and target). Targets arriving meanwhile (or before the first joint
-states) wait in a queue of ``control.queue_size`` (oldest dropped, logged); no answer for
-``control.episode_timeout`` s (wall clock): ERROR result. Bad messages (wrong frame, NaN, unknown
-joints) are logged (throttled), counted and ignored.
+states) wait in a queue of ``control.queue_size``; no answer for ``control.episode_timeout`` s
+(wall clock): ERROR result. Every target is answered: one the controller refuses (wrong frame,
+not finite, closer than ``control.min_travel`` to the end effector at ``control.home``, or the
+oldest of a full queue when a new one arrives) gets a ``rejected`` result at once, and is also
+logged (throttled) and counted. Bad ``joint_states`` (unknown joints, not finite, outside the
+URDF limits by more than ``control.joint_state_margin``) and statuses are logged (throttled),
+counted and ignored.
 
 ``~/result`` (keys :class:`~l2l_nmhw_ros.reach.reports.EpisodeResult`): ``status`` (ok |
 unreachable | timeout | no_joint_states | incomplete: the accelerator ended the episode without an
-adapted execution, e.g. ``~/reset``), ``episode``, ``target_x/y/z`` [m], ``ik_distance`` [m],
-``error_final_{baseline,adapted}`` [m] (end effector to target at the end of the window),
-``error_path_*`` [m] (mean distance to the demonstration), ``error_max_*`` [m], ``joint_rmse_*``
-[rad], ``arm_moved_rad``, ``lsg_ms``, ``devices_programmed``, ``devices_restored``,
-``weights_changed``, ``adaptation_latency_ms``, ``time_scale_*``, ``learning_signal_crc32``,
-``signal_sends`` (1 unless re-sent), ``accelerator_episode``.
+adapted execution, e.g. ``~/reset`` | rejected: ``message`` says why; refused by the controller:
+``episode`` 0, the coordinates as received, NaN included), ``episode``, ``target_x/y/z`` [m],
+``ik_distance`` [m], ``error_final_{baseline,adapted}`` [m] (end effector to target at the end
+of the window), ``error_path_*`` [m] (mean distance to the demonstration), ``error_max_*`` [m],
+``joint_rmse_*`` [rad], ``arm_moved_rad``, ``lsg_ms``, ``devices_programmed``,
+``devices_restored``, ``weights_changed``, ``adaptation_latency_ms``, ``time_scale_*``,
+``learning_signal_crc32``, ``signal_sends`` (1 unless re-sent), ``accelerator_episode``.
 
-Parameters: ``arm.joints`` and the ``ReachController.CONFIG_KEYS`` of ``control``; ``trainee.*``,
-``lsg.*``, ``task.*`` read-only (the checkpoint's). Only ``ReachController.LIVE_KEYS`` change at
-run time; other changes are refused with the reason.
+Parameters: the ``ReachController.CONFIG_KEYS`` (``arm.joints``, ``arm.urdf``, ``control.*``);
+``trainee.*``, ``lsg.*``, ``task.*`` read-only (the checkpoint's). Only
+``ReachController.LIVE_KEYS`` change at run time; other changes are refused with the reason.
 """
 
 from __future__ import annotations
@@ -55,9 +62,9 @@ from l2l_nmhw_ros.reach.episode import Demonstration, Evaluation
 from l2l_nmhw_ros.reach.reach_controller import ReachController
 from l2l_nmhw_ros.reach.reports import AcceleratorStatus, EpisodeResult
 from l2l_nmhw_ros.ros import qos
-from l2l_nmhw_ros.ros.convert import (BadMessage, diag_values, episode_markers, joint_positions,
-                                      joint_trajectory, reject, report_array, stamp_to_sec,
-                                      to_multiarray)
+from l2l_nmhw_ros.ros.convert import (THROTTLE_S, BadMessage, diag_values, episode_markers,
+                                      guarded, joint_positions, joint_trajectory, reject,
+                                      report_array, stamp_to_sec, to_multiarray)
 from l2l_nmhw_ros.ros.params import declare_config, declare_effective, guard_live_updates
 from l2l_nmhw_ros.ros.pcm_accelerator_node import LABELS, LEARNING_SIGNAL, STATUS
 from l2l_nmhw_ros.ros.runtime import run_node
@@ -72,7 +79,7 @@ class SnnControllerNode(Node):
                           control=declare_config(self, C.ControlConfig, 'control',
                                                  keys['control']))
         self.pub_signal = self.create_publisher(Float32MultiArray, LEARNING_SIGNAL, qos.COMMANDS)
-        self.pub_result = self.create_publisher(DiagnosticArray, '~/result', qos.COMMANDS)
+        self.pub_result = self.create_publisher(DiagnosticArray, '~/result', qos.TARGETS)
         self.pub_markers = self.create_publisher(MarkerArray, '~/markers', qos.LATCHED)
         self.pub_demo = self.create_publisher(JointTrajectory, '~/demonstration', qos.LATCHED)
         self.core = ReachController.from_checkpoint(cfg, self, clock=time.monotonic,
@@ -83,10 +90,15 @@ class SnnControllerNode(Node):
                            self.core.configure)
         self.frame = self.core.cfg.control.frame_id
         sub = self.create_subscription(PointStamped, 'reach_target', self._on_target,
-                                       qos.COMMANDS)
-        self.create_subscription(JointState, 'joint_states', self._on_joint_states, qos.STATE)
-        self.create_subscription(DiagnosticArray, STATUS, self._on_status, qos.COMMANDS)
-        self.create_timer(0.5, self.core.poll, clock=Clock(clock_type=ClockType.STEADY_TIME))
+                                       qos.TARGETS)
+        log, counter = self.get_logger(), self.core.rejected
+        self.create_subscription(JointState, 'joint_states',
+                                 guarded(log, counter, 'joint_states', self._on_joint_states),
+                                 qos.STATE)
+        self.create_subscription(DiagnosticArray, STATUS,
+                                 guarded(log, counter, 'status', self._on_status), qos.COMMANDS)
+        self.create_timer(0.5, guarded(log, counter, 'watchdog', self.core.poll),
+                          clock=Clock(clock_type=ClockType.STEADY_TIME))
         self.get_logger().info(f'targets in frame {self.frame!r} on {sub.topic_name}')
 
     def _on_joint_states(self, msg: JointState) -> None:
@@ -96,13 +108,21 @@ class SnnControllerNode(Node):
             reject(self.get_logger(), self.core.rejected, 'joint_states', str(exc))
             return
         t = stamp_to_sec(msg.header.stamp) or self.get_clock().now().nanoseconds * 1e-9
-        self.core.on_joint_state(t, q)
+        self.core.on_joint_state(t, q)  # ValueError (impossible reading): guarded, rejected
 
     def _on_target(self, msg: PointStamped) -> None:
+        p = [msg.point.x, msg.point.y, msg.point.z]
         try:
-            self.core.add_target([msg.point.x, msg.point.y, msg.point.z], msg.header.frame_id)
-        except ValueError as exc:
+            self.core.add_target(p, msg.header.frame_id)
+        except ValueError as exc:  # the core has published the rejected result
             reject(self.get_logger(), self.core.rejected, 'reach_target', str(exc))
+        except Exception as exc:  # noqa: BLE001 - the requester waits for an answer
+            # as convert.guarded does (counted under 'internal', logged), plus the answer
+            self.core.rejected['internal'] += 1
+            reason = f'internal error: {type(exc).__name__}: {exc}'
+            self.get_logger().error(f'reach_target {p}: {reason} (answered rejected; the node '
+                                    'goes on)', throttle_duration_sec=THROTTLE_S)
+            self.core.reject_target(p, reason)
 
     def _on_status(self, msg: DiagnosticArray) -> None:
         for st in msg.status:

@@ -63,23 +63,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def draw_targets(cfg: C.L2LConfig, n: int, seed: int) -> np.ndarray:
-    """Return ``n`` seeded reach targets [m], (n, 3): end points of the ``reach`` task family with
-    joint goals inside the task's safe ranges AND the URDF limits (so every target is reachable).
-    """
-    import dataclasses
+    """Return ``n`` seeded reach targets [m], (n, 3), drawn uniformly from the set the
+    checkpoint's learned joints can reach (inside the task's safe ranges and the URDF limits),
+    at least ``task.reach_min_distance`` from the home position
+    (:func:`~l2l_nmhw_ros.reach.episode.random_reachable_targets`)."""
+    from l2l_nmhw_ros.reach.episode import random_reachable_targets
 
-    from l2l_nmhw_ros.arm.kinematics import load_joint_limits, safe_limits
-    from l2l_nmhw_ros.l2l.tasks import reach
-
-    lim = safe_limits(load_joint_limits())
-    tc = cfg.task
-    lo = [max(tc.joint_lo[i], lim.lower[lim.index(j)]) for i, j in
-          enumerate(('base_joint', 'shoulder'))]
-    hi = [min(tc.joint_hi[i], lim.upper[lim.index(j)]) for i, j in
-          enumerate(('base_joint', 'shoulder'))]
-    task = dataclasses.replace(tc, joint_lo=tuple(lo), joint_hi=tuple(hi))
-    batch = reach(task, n, np.random.default_rng(seed))
-    return batch.xyz[-1].double().numpy()
+    return random_reachable_targets(cfg, n, np.random.default_rng(seed),
+                                    min_travel=cfg.task.reach_min_distance)
 
 
 class _Out:
@@ -110,10 +101,11 @@ def run_demo(n_targets: int = 5, seed: int = 1, output: str | Path = DEFAULT_OUT
     """
     import rclpy
 
-    from l2l_nmhw_ros.reach.episode import resolve_checkpoint
+    from l2l_nmhw_ros.l2l import checkpoint as ckpt_io
+    from l2l_nmhw_ros.reach.episode import network_config, resolve_checkpoint
     from l2l_nmhw_ros.ros.tools.demo_client import DemoClient
     from l2l_nmhw_ros.ros.tools.launch_file import find_package_share, load_launch_file
-    from l2l_nmhw_ros.ros.tools.launcher import Launcher, ros_environment
+    from l2l_nmhw_ros.ros.tools.launcher import PROFILE_VARIABLES, Launcher, ros_environment
 
     t_start = time.monotonic()
     out = Path(output)
@@ -122,15 +114,18 @@ def run_demo(n_targets: int = 5, seed: int = 1, output: str | Path = DEFAULT_OUT
         (out / name).unlink(missing_ok=True)
     shutil.rmtree(out / 'logs', ignore_errors=True)
     out.mkdir(parents=True, exist_ok=True)
-    cfg = C.load()
     ckpt = resolve_checkpoint(checkpoint)
+    # targets for the checkpoint's network: its learned joints, ranges and minimum travel
+    cfg, _ = network_config(C.load(), ckpt_io.load(ckpt)[1])
     targets = draw_targets(cfg, n_targets, seed)
 
-    env = ros_environment()
+    env = ros_environment(spawn=True)
     for k in ('ROS_AUTOMATIC_DISCOVERY_RANGE', 'ROS_DOMAIN_ID', 'ROS_LOG_DIR',
-              'AMENT_PREFIX_PATH', 'RMW_IMPLEMENTATION'):
-        os.environ[k] = env[k]  # the demo's own node joins the same graph
-    os.environ.pop('ROS_LOCALHOST_ONLY', None)
+              'AMENT_PREFIX_PATH', 'RMW_IMPLEMENTATION', *PROFILE_VARIABLES, 'ROS_LOCALHOST_ONLY'):
+        if k in env:  # the demo's own node joins the same graph, on loopback as the nodes
+            os.environ[k] = env[k]
+        else:
+            os.environ.pop(k, None)
     launch_file = find_package_share('l2l_nmhw_ros') / 'launch' / 'reach.launch.yaml'
     state_file = (out / 'pcm_state.safetensors').resolve()
     desc = load_launch_file(launch_file, {
@@ -154,7 +149,9 @@ def run_demo(n_targets: int = 5, seed: int = 1, output: str | Path = DEFAULT_OUT
                             arm_controller=desc.values['arm_controller'])
 
         def alive() -> str | None:
-            dead = [p.spec.label for p in launcher.procs if p.popen.poll() is not None]
+            # a node that exited and will not be respawned (respawn: the launch goes on)
+            dead = [p.spec.label for p in launcher.procs if p.popen.poll() is not None
+                    and not p.spec.respawn]
             if dead:
                 logs = {p.spec.label: p.log_path for p in launcher.procs}
                 tail = '\n'.join((logs[dead[0]].read_text(errors='replace').splitlines()
@@ -298,7 +295,11 @@ def _plots(out: Path, cfg: C.L2LConfig, rows: list[dict[str, Any]], status: list
     colors = plt.cm.tab10(np.arange(max(n, 1)) % 10)
     # 1) target vs executed end-effector path (top and side views)
     fig, axes = plt.subplots(1, 2, figsize=(12, 5.5))
-    fig_j, axes_j = plt.subplots(2, 1, figsize=(11, 7), sharex=True)
+    learned = list(cfg.task.learned_joints)  # only the learned joints move: one panel each
+    cols = [list(cfg.arm.joints).index(name) for name in learned]
+    fig_j, axes_j = plt.subplots(len(cols), 1, figsize=(11, 2.2 + 2.4 * len(cols)), sharex=True,
+                                 squeeze=False)
+    axes_j = axes_j[:, 0]
     for i, r in enumerate(rows):
         c = colors[i]
         tgt = np.array(r['target'])
@@ -322,11 +323,11 @@ def _plots(out: Path, cfg: C.L2LConfig, rows: list[dict[str, Any]], status: list
                 t0, t1, scale = win[phase]
                 m = (js_t >= t0) & (js_t <= t1)
                 steps = (js_t[m] - t0) / (dt * scale)
-                for j in range(2):
-                    axes_j[j].plot(steps, js_q[m, j], color=c, ls=style, lw=1.2)
+                for j, col in enumerate(cols):
+                    axes_j[j].plot(steps, js_q[m, col], color=c, ls=style, lw=1.2)
         if demo is not None:
-            for j in range(2):
-                axes_j[j].plot(np.arange(1, len(demo) + 1), demo[:, j], color=c, ls=':', lw=1)
+            for j, col in enumerate(cols):
+                axes_j[j].plot(np.arange(1, len(demo) + 1), demo[:, col], color=c, ls=':', lw=1)
     for ax in axes:
         ax.set_xlabel('x [m]')
         ax.set_aspect('equal', adjustable='datalim')
@@ -338,10 +339,10 @@ def _plots(out: Path, cfg: C.L2LConfig, rows: list[dict[str, Any]], status: list
     fig.tight_layout()
     fig.savefig(out / 'paths.png', dpi=110)
     files.append(str(out / 'paths.png'))
-    for j, name in enumerate(('base_joint', 'shoulder')):
+    for j, name in enumerate(learned):
         axes_j[j].set_ylabel(f'{name} [rad]')
         axes_j[j].grid(alpha=0.3)
-    axes_j[1].set_xlabel('network step (executions in robot time / (dt x time scale))')
+    axes_j[-1].set_xlabel('network step (executions in robot time / (dt x time scale))')
     axes_j[0].set_title('Joint trajectories: demonstration (dotted), before (dashed), after the '
                         'update (solid)')
     fig_j.tight_layout()

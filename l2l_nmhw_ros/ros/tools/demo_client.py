@@ -44,6 +44,27 @@ BAG_TOPICS = {
 GRAPH_NODES = ('pcm_accelerator', 'snn_controller')
 
 
+def match_result(results: list[dict[str, str]], p: np.ndarray, tol: float = 1e-6
+                 ) -> dict[str, str] | None:
+    """The first of ``results`` whose ``target_x/y/z`` equal ``p`` [m] within ``tol``, or None.
+
+    Results are matched by their target, not by ``episode`` (a ``rejected`` result has episode
+    0). A NaN coordinate matches NaN and an infinite one the same infinity, so that the
+    controller's ``rejected`` answer to a non-finite target is found too.
+    """
+    want = np.asarray(p, dtype=np.float64)
+    for r in results:
+        try:
+            q = np.array([float(r[f'target_{a}']) for a in 'xyz'])
+        except (KeyError, ValueError):
+            continue
+        with np.errstate(invalid='ignore'):
+            same = (q == want) | (np.abs(q - want) <= tol) | (np.isnan(q) & np.isnan(want))
+        if same.all():
+            return r
+    return None
+
+
 class DemoClient:
     """Drive the graph with targets; keep what the plots and the table need.
 
@@ -70,7 +91,7 @@ class DemoClient:
         self.clock_seen = False
         n = self.node
         n.create_subscription(DiagnosticArray, 'snn_controller/result', self._on_result,
-                              qos.COMMANDS)
+                              qos.TARGETS)
         n.create_subscription(DiagnosticArray, 'pcm_accelerator/status', self._on_status,
                               qos.COMMANDS)
         n.create_subscription(Float32MultiArray, 'pcm_accelerator/learning_signal',
@@ -79,7 +100,7 @@ class DemoClient:
         n.create_subscription(JointTrajectory, 'snn_controller/demonstration', self._on_demo,
                               qos.LATCHED)
         n.create_subscription(Clock, '/clock', self._on_clock, qos.SENSOR)
-        self.pub_target = n.create_publisher(PointStamped, 'reach_target', qos.COMMANDS)
+        self.pub_target = n.create_publisher(PointStamped, 'reach_target', qos.TARGETS)
         self.save_client = n.create_client(Trigger, 'pcm_accelerator/save_state')
         topics = {**BAG_TOPICS, f'{arm_controller}/commands': Float64MultiArray}
         self.recorder = BagRecorder(n, bag_path, topics) if bag_path is not None else None
@@ -157,16 +178,8 @@ class DemoClient:
 
     def result_for(self, p: np.ndarray, since: int = 0, tol: float = 1e-6
                    ) -> dict[str, str] | None:
-        """The first result from ``results[since:]`` whose ``target_x/y/z`` equal ``p`` [m]
-        within ``tol``, or None."""
-        for r in self.results[since:]:
-            try:
-                q = np.array([float(r[f'target_{a}']) for a in 'xyz'])
-            except (KeyError, ValueError):
-                continue
-            if np.all(np.abs(q - np.asarray(p, dtype=np.float64)) <= tol):
-                return r
-        return None
+        """The first result from ``results[since:]`` for target ``p`` (:func:`match_result`)."""
+        return match_result(self.results[since:], p, tol)
 
     def save_state(self, timeout: float = 10.0) -> tuple[bool, str]:
         """Call ``pcm_accelerator/save_state``."""
