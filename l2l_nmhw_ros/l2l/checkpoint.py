@@ -23,7 +23,6 @@ key of another type) is a ``CheckpointError`` too, never an ``AttributeError`` l
 
 from __future__ import annotations
 
-import hashlib
 import json
 import re
 from collections.abc import Mapping
@@ -36,7 +35,7 @@ from safetensors.numpy import load_file, save_file
 
 from l2l_nmhw_ros.config import TARGET_CODES, L2LConfig, to_dict
 from l2l_nmhw_ros.errors import CheckpointError
-from l2l_nmhw_ros.fileio import atomic_write
+from l2l_nmhw_ros.fileio import atomic_write, sha256_file
 
 T = TypeVar('T')
 
@@ -56,14 +55,6 @@ NETWORKS = ('trainee', 'lsg')
 METADATA_TYPES: dict[str, type] = {'format_version': int, 'config': dict, 'config_hash': str,
                                    'iteration': int, 'history_tail': list, 'metrics': dict,
                                    'git_revision': str, 'train': dict, 'files_sha256': dict}
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, 'rb') as fh:
-        for block in iter(lambda: fh.read(1 << 20), b''):
-            h.update(block)
-    return h.hexdigest()
 
 
 def check_metadata(meta: Any, where: str = 'checkpoint') -> dict[str, Any]:
@@ -118,7 +109,7 @@ def _check_file(folder: Path, name: str, meta: Mapping[str, Any]) -> None:
     """Raise CheckpointError when ``folder/name`` differs from the SHA-256 the metadata records
     for it (nothing recorded: nothing to check)."""
     want = meta.get('files_sha256', {}).get(name)
-    if want is not None and _sha256(folder / name) != want:
+    if want is not None and sha256_file(folder / name) != want:
         raise CheckpointError(f'{folder / name}: content differs from the SHA-256 recorded in '
                               f'{METADATA_FILE}: the checkpoint was not written completely (a '
                               'save cut short) or was changed since')
@@ -202,9 +193,9 @@ def save(path: str | Path, weights: dict[str, np.ndarray], metadata: dict[str, A
     files = {}
     if train_state is not None:
         save_train_state(folder, train_state)
-        files[TRAIN_STATE_FILE] = _sha256(folder / TRAIN_STATE_FILE)
+        files[TRAIN_STATE_FILE] = sha256_file(folder / TRAIN_STATE_FILE)
     atomic_write(folder / WEIGHTS_FILE, lambda tmp: save_file(arrays, tmp))
-    files[WEIGHTS_FILE] = _sha256(folder / WEIGHTS_FILE)
+    files[WEIGHTS_FILE] = sha256_file(folder / WEIGHTS_FILE)
     meta['files_sha256'] = files
     text = json.dumps(meta, indent=2, sort_keys=True) + '\n'
     atomic_write(folder / METADATA_FILE, lambda tmp: Path(tmp).write_text(text, encoding='utf-8'))

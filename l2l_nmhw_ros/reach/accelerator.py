@@ -51,7 +51,7 @@ import torch
 
 from l2l_nmhw_ros.config import L2LConfig
 from l2l_nmhw_ros.errors import CheckpointError, RejectedInput, ShapeError
-from l2l_nmhw_ros.fileio import atomic_write
+from l2l_nmhw_ros.fileio import atomic_write, sha256_file
 from l2l_nmhw_ros.l2l.inner import update_and_test
 from l2l_nmhw_ros.l2l.substrate import CrossbarSubstrate
 from l2l_nmhw_ros.pcm.crossbar import Crossbar
@@ -73,15 +73,6 @@ _SIDECAR_KEYS = {'format_version': int, 'weights_digest': str, 'state_sha256': s
                  'devices_programmed_total': int}
 #: A sidecar larger than this is not one of ours (ours is ~200 bytes).
 _SIDECAR_MAX_BYTES = 64 * 1024
-
-
-def _sha256(path: Path) -> str:
-    """Return the SHA-256 (hex) of a file's bytes."""
-    h = hashlib.sha256()
-    with open(path, 'rb') as fh:
-        for block in iter(lambda: fh.read(1 << 20), b''):
-            h.update(block)
-    return h.hexdigest()
 
 
 def _read_sidecar(path: Path) -> dict[str, Any]:
@@ -329,7 +320,7 @@ class Accelerator:
             if meta['weights_digest'] != self.weights_digest:
                 raise CheckpointError('the state belongs to other trainee weights (digest '
                                       f'{meta["weights_digest"]}, ours {self.weights_digest})')
-            digest = _sha256(path)
+            digest = sha256_file(path)
             if digest != meta['state_sha256']:
                 raise CheckpointError(f'checksum mismatch: the file has sha256 {digest[:16]}..., '
                                       f'the sidecar records {meta["state_sha256"][:16]}...')
@@ -362,7 +353,7 @@ class Accelerator:
         self.crossbar.save(path)
         text = json.dumps({'format_version': SIDECAR_VERSION,
                            'weights_digest': self.weights_digest,
-                           'state_sha256': _sha256(path),
+                           'state_sha256': sha256_file(path),
                            'devices_programmed_total': self.devices_programmed_total}) + '\n'
         atomic_write(self._sidecar(path),
                      lambda tmp: Path(tmp).write_text(text, encoding='utf-8'))

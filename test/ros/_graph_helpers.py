@@ -56,3 +56,21 @@ def random_checkpoint(folder: Path, network: Mapping[str, Mapping[str, Any]] | N
     w |= {f'lsg.{k}': v.numpy() for k, v in ls.items()}
     return checkpoint.save(folder / 'random', w,
                            {'config': C.to_dict(cfg), 'note': 'random init (test)'})
+
+
+def pid_alive(pid: int) -> bool:
+    """True while process ``pid`` exists and is not a zombie (Linux /proc)."""
+    try:
+        with open(f'/proc/{pid}/stat', encoding='utf-8') as fh:
+            return fh.read().split(')')[-1].split()[0] != 'Z'
+    except FileNotFoundError:
+        return False
+
+
+def write_executable(folder: Path, name: str, text: str) -> Path:
+    """Write an executable script ``folder/name`` (the folder is created) and return the folder."""
+    folder.mkdir(parents=True, exist_ok=True)
+    exe = folder / name
+    exe.write_text(text, encoding='utf-8')
+    exe.chmod(0o755)
+    return folder

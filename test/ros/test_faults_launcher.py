@@ -22,6 +22,7 @@ from pathlib import Path
 
 import pytest
 
+from ._graph_helpers import pid_alive, write_executable
 from l2l_nmhw_ros.ros.tools import launch_file as LF
 from l2l_nmhw_ros.ros.tools.launcher import Launcher
 
@@ -55,22 +56,9 @@ def _wait_for(pred: Callable[[], bool], timeout: float = 20.0) -> float:
     return time.monotonic() - t0
 
 
-def _alive(pid: int) -> bool:
-    try:
-        with open(f'/proc/{pid}/stat', encoding='utf-8') as fh:
-            return fh.read().split(')')[-1].split()[0] != 'Z'  # a zombie counts as gone
-    except FileNotFoundError:
-        return False
-
-
 @pytest.fixture
 def bindir(tmp_path: Path) -> Path:
-    d = tmp_path / 'bin'
-    d.mkdir()
-    exe = d / 'fake_node'
-    exe.write_text(FAKE.format(python=sys.executable), encoding='utf-8')
-    exe.chmod(0o755)
-    return d
+    return write_executable(tmp_path / 'bin', 'fake_node', FAKE.format(python=sys.executable))
 
 
 def _launch(tmp_path: Path, nodes: dict[str, tuple[str, str]]) -> Path:
@@ -115,11 +103,11 @@ def test_killed_node_is_respawned_and_the_launch_goes_on(tmp_path: Path, bindir:
         os.kill(old, signal.SIGKILL)
         took = _wait_for(lambda: len(_pids(tmp_path, 'phoenix')) == 2, 0.5 + 10.0)
         new = _pids(tmp_path, 'phoenix')[1]
-        assert new != old and _alive(new) and not _alive(old)
+        assert new != old and pid_alive(new) and not pid_alive(old)
         assert took >= 0.4  # respawn_delay 0.5 s (measured from the kill, minus polling)
         time.sleep(0.3)
         assert proc.poll() is None  # the launcher runs on
-        assert _pids(tmp_path, 'bystander') == [bystander] and _alive(bystander)
+        assert _pids(tmp_path, 'bystander') == [bystander] and pid_alive(bystander)
         proc.send_signal(signal.SIGINT)
         out, _ = proc.communicate(timeout=30)
     finally:
@@ -130,7 +118,7 @@ def test_killed_node_is_respawned_and_the_launch_goes_on(tmp_path: Path, bindir:
         in out, out
     assert proc.returncode == 1, out  # a node crashed (the exit code says so, respawn or not)
     assert 'exit 1: phoenix=0, bystander=0' in out, out
-    assert not _alive(new) and not _alive(bystander)
+    assert not pid_alive(new) and not pid_alive(bystander)
     assert len(_pids(tmp_path, 'phoenix')) == 2  # the exit at shutdown was not respawned
     log = (tmp_path / 'roslog' / 'launch' / 'phoenix.log').read_text()
     assert log.count('fake node up') == 2  # both processes' output in the one log
@@ -151,7 +139,7 @@ def test_a_node_without_respawn_that_dies_leaves_the_others_running(tmp_path: Pa
         os.kill(victim, signal.SIGKILL)
         _wait_for(lambda: launcher.unexpected == ['victim'])
         assert launcher.wait(timeout=0.7) is False  # no shutdown requested
-        assert launcher.running() == ['other'] and _alive(other)
+        assert launcher.running() == ['other'] and pid_alive(other)
         assert _pids(tmp_path, 'victim') == [victim]  # not respawned
     assert launcher.returncodes == {'victim': -signal.SIGKILL, 'other': 0}
     assert launcher.exit_code == 1

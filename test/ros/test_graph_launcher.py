@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from ._graph_helpers import pid_alive, write_executable
 from l2l_nmhw_ros.ros.tools import launch_file as LF
 from l2l_nmhw_ros.ros.tools.launcher import Launcher, ros_environment
 
@@ -59,27 +60,9 @@ def _wait_for(pred, timeout: float = 20.0) -> None:
         time.sleep(0.02)
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    # a zombie counts as gone
-    try:
-        with open(f'/proc/{pid}/stat', encoding='utf-8') as fh:
-            return fh.read().split(')')[-1].split()[0] != 'Z'
-    except FileNotFoundError:
-        return False
-
-
 @pytest.fixture
 def bindir(tmp_path: Path) -> Path:
-    d = tmp_path / 'bin'
-    d.mkdir()
-    exe = d / 'dummy_node'
-    exe.write_text(DUMMY.format(python=sys.executable), encoding='utf-8')
-    exe.chmod(0o755)
-    return d
+    return write_executable(tmp_path / 'bin', 'dummy_node', DUMMY.format(python=sys.executable))
 
 
 def _launch_yaml(tmp_path: Path, modes: dict[str, str]) -> Path:
@@ -275,7 +258,7 @@ def test_nodes_start_with_their_arguments_and_stop_on_sigint(tmp_path: Path, bin
     assert a['pgid'] == a['pid']  # own process group
     assert launcher.exit_code == 0
     assert launcher.returncodes == {'alpha': 0, 'beta': 0}
-    assert not _alive(infos['beta']['grandchild'])  # killed with its process group
+    assert not pid_alive(infos['beta']['grandchild'])  # killed with its process group
     assert 'dummy got SIGINT' in (tmp_path / 'logs' / 'alpha.log').read_text()
     screen = (tmp_path / 'screen.txt').read_text()
     assert '[alpha] dummy up normal' in screen
@@ -320,7 +303,7 @@ def test_cli_sigint_is_a_clean_exit(tmp_path: Path, bindir: Path) -> None:
     out, _ = proc.communicate(timeout=30)
     assert proc.returncode == 0, out
     assert 'exit 0: n1=0, n2=0' in out
-    assert not any(_alive(p) for p in pids)
+    assert not any(pid_alive(p) for p in pids)
 
 
 def test_cli_killed_leaves_no_orphans(tmp_path: Path, bindir: Path) -> None:
@@ -329,7 +312,7 @@ def test_cli_killed_leaves_no_orphans(tmp_path: Path, bindir: Path) -> None:
     pid = json.loads((tmp_path / 'orphan.json').read_text())['pid']
     proc.kill()  # SIGKILL: no chance to clean up; PR_SET_PDEATHSIG sends SIGTERM to the child
     proc.communicate(timeout=30)
-    _wait_for(lambda: not _alive(pid), 10)
+    _wait_for(lambda: not pid_alive(pid), 10)
 
 
 def test_cli_reports_invalid_files(tmp_path: Path, bindir: Path) -> None:

@@ -33,3 +33,16 @@ def test_failure_keeps_the_old_file_and_leaves_no_temporary(tmp_path):
         atomic_write(p, broken)
     assert p.read_text() == 'old'
     assert [f.name for f in tmp_path.iterdir()] == ['f.txt']
+
+
+def test_sha256_file_is_the_digest_of_the_bytes(tmp_path) -> None:
+    import hashlib
+
+    from l2l_nmhw_ros.fileio import sha256_file
+
+    data = bytes(range(256)) * 5000  # > 1 MiB block
+    (tmp_path / 'f').write_bytes(data)
+    assert sha256_file(tmp_path / 'f') == hashlib.sha256(data).hexdigest()
+    (tmp_path / 'e').write_bytes(b'')
+    assert sha256_file(tmp_path / 'e') == (
+        'e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855')
