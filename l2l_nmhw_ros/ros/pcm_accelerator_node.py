@@ -16,20 +16,11 @@ waits in a queue (``control.queue_size``, oldest dropped; status event ``queued`
 identical (same CRC-32) to the running or a queued one is a re-send and ignored, so a new request
 for the same target arriving meanwhile joins the running one.
 
-Status (DiagnosticStatus ``pcm_accelerator``, keys :class:`~l2l_nmhw_ros.reach.reports.
-AcceleratorStatus`) on each phase start/end and at ``control.status_rate`` (wall clock): ``state``,
-``event`` (start | end of a phase, computed, queued, reset, periodic), ``episode``,
-``learning_signal_crc32`` (CRC-32 of the signal's float32 bytes: the controller matches the
-episode), ``phase``, ``phase_start`` [s ROS time], ``phase_duration`` [s], ``phase_hold`` [s],
-``time_scale``, ``devices_programmed``, ``devices_restored``, ``weights_changed``,
-``adaptation_latency_ms`` (signal in → adapted command stream ready: learning trial + update +
-test trial + planning; the baseline trial is ``baseline_trial_ms``), device statistics
-(``mean_conductance_uS``, ``device_age_s``, ``drift_compensation_factor``,
-``devices_programmed_total``), ``queued``, ``queued_crc32`` (CRCs of the waiting signals),
-``boot_id``, ``rejected_crc32``/``rejected_reason`` (event ``rejected``: a signal refused),
-``fault`` (why an episode ended early), ``commands_clamped``, ``clock_stalled_s``. No exception
-from a message leaves a callback (:func:`~l2l_nmhw_ros.ros.convert.guarded`); faults and bounds:
-:mod:`l2l_nmhw_ros.reach.onchip`.
+Status (DiagnosticStatus ``pcm_accelerator``; its keys are the fields of
+:class:`~l2l_nmhw_ros.reach.reports.AcceleratorStatus`, documented in docs/ros.md) on each phase
+start/end, on a refused signal (event ``rejected``) and at ``control.status_rate`` (wall clock).
+No exception from a message leaves a callback (:func:`~l2l_nmhw_ros.ros.convert.guarded`);
+bounds, watchdog and restarts: :mod:`l2l_nmhw_ros.reach.onchip`.
 
 Parameters: ``seed``, ``arm_controller``, ``pcm.*``, ``arm.joints``/``max_velocity``, the
 ``OnChipLearner.CONFIG_KEYS`` of ``control``; ``trainee.*``, ``eprop.*``, ``task.*`` read-only

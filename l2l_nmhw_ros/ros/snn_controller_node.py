@@ -25,15 +25,12 @@ logged (throttled) and counted. Bad ``joint_states`` (unknown joints, not finite
 URDF limits by more than ``control.joint_state_margin``) and statuses are logged (throttled),
 counted and ignored.
 
-``~/result`` (keys :class:`~l2l_nmhw_ros.reach.reports.EpisodeResult`): ``status`` (ok |
-unreachable | timeout | no_joint_states | incomplete: the accelerator ended the episode without an
-adapted execution, e.g. ``~/reset`` | rejected: ``message`` says why; refused by the controller:
-``episode`` 0, the coordinates as received, NaN included), ``episode``, ``target_x/y/z`` [m],
-``ik_distance`` [m], ``error_final_{baseline,adapted}`` [m] (end effector to target at the end
-of the window), ``error_path_*`` [m] (mean distance to the demonstration), ``error_max_*`` [m],
-``joint_rmse_*`` [rad], ``arm_moved_rad``, ``lsg_ms``, ``devices_programmed``,
-``devices_restored``, ``weights_changed``, ``adaptation_latency_ms``, ``time_scale_*``,
-``learning_signal_crc32``, ``signal_sends`` (1 unless re-sent), ``accelerator_episode``.
+``~/result`` (keys: the fields of :class:`~l2l_nmhw_ros.reach.reports.EpisodeResult`,
+documented in docs/ros.md): ``status`` ok | unreachable (with the nearest reachable point) |
+timeout | no_joint_states | incomplete (no adapted execution, e.g. ``~/reset``) | failed (the
+accelerator ended the episode early: its ``fault``) | rejected (refused by the controller:
+``episode`` 0, the coordinates as received; or its learning signal refused by the accelerator);
+the DiagnosticStatus message says why.
 
 Parameters: the ``ReachController.CONFIG_KEYS`` (``arm.joints``, ``arm.urdf``, ``control.*``);
 ``trainee.*``, ``lsg.*``, ``task.*`` read-only (the checkpoint's). Only
@@ -62,7 +59,7 @@ from l2l_nmhw_ros.reach.episode import Demonstration, Evaluation
 from l2l_nmhw_ros.reach.reach_controller import ReachController
 from l2l_nmhw_ros.reach.reports import AcceleratorStatus, EpisodeResult
 from l2l_nmhw_ros.ros import qos
-from l2l_nmhw_ros.ros.convert import (THROTTLE_S, BadMessage, diag_values, episode_markers,
+from l2l_nmhw_ros.ros.convert import (THROTTLE_S, diag_values, episode_markers,
                                       guarded, joint_positions, joint_trajectory, reject,
                                       report_array, stamp_to_sec, to_multiarray)
 from l2l_nmhw_ros.ros.params import declare_config, declare_effective, guard_live_updates
@@ -101,14 +98,10 @@ class SnnControllerNode(Node):
                           clock=Clock(clock_type=ClockType.STEADY_TIME))
         self.get_logger().info(f'targets in frame {self.frame!r} on {sub.topic_name}')
 
-    def _on_joint_states(self, msg: JointState) -> None:
-        try:
-            q = joint_positions(msg, self.core.joints)
-        except BadMessage as exc:
-            reject(self.get_logger(), self.core.rejected, 'joint_states', str(exc))
-            return
+    def _on_joint_states(self, msg: JointState) -> None:  # ValueError: guarded, rejected
+        q = joint_positions(msg, self.core.joints)
         t = stamp_to_sec(msg.header.stamp) or self.get_clock().now().nanoseconds * 1e-9
-        self.core.on_joint_state(t, q)  # ValueError (impossible reading): guarded, rejected
+        self.core.on_joint_state(t, q)
 
     def _on_target(self, msg: PointStamped) -> None:
         p = [msg.point.x, msg.point.y, msg.point.z]
@@ -124,12 +117,9 @@ class SnnControllerNode(Node):
                                     'goes on)', throttle_duration_sec=THROTTLE_S)
             self.core.reject_target(p, reason)
 
-    def _on_status(self, msg: DiagnosticArray) -> None:
+    def _on_status(self, msg: DiagnosticArray) -> None:  # ValueError: guarded, rejected
         for st in msg.status:
-            try:
-                self.core.on_status(AcceleratorStatus.from_values(diag_values(st)))
-            except ValueError as exc:
-                reject(self.get_logger(), self.core.rejected, 'status', str(exc))
+            self.core.on_status(AcceleratorStatus.from_values(diag_values(st)))
 
     def signal_subscribers(self) -> int:
         """Readers of the learning-signal topic."""
