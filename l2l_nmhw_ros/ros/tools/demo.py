@@ -105,7 +105,8 @@ def run_demo(n_targets: int = 5, seed: int = 1, output: str | Path = DEFAULT_OUT
     from l2l_nmhw_ros.reach.episode import network_config, resolve_checkpoint
     from l2l_nmhw_ros.ros.tools.demo_client import DemoClient
     from l2l_nmhw_ros.ros.tools.launch_file import find_package_share, load_launch_file
-    from l2l_nmhw_ros.ros.tools.launcher import PROFILE_VARIABLES, Launcher, ros_environment
+    from l2l_nmhw_ros.ros.tools.launcher import (DDS_VARIABLES, Launcher, ros_environment,
+                                                 use_in_this_process)
 
     t_start = time.monotonic()
     out = Path(output)
@@ -120,12 +121,9 @@ def run_demo(n_targets: int = 5, seed: int = 1, output: str | Path = DEFAULT_OUT
     targets = draw_targets(cfg, n_targets, seed)
 
     env = ros_environment(spawn=True)
-    for k in ('ROS_AUTOMATIC_DISCOVERY_RANGE', 'ROS_DOMAIN_ID', 'ROS_LOG_DIR',
-              'AMENT_PREFIX_PATH', 'RMW_IMPLEMENTATION', *PROFILE_VARIABLES, 'ROS_LOCALHOST_ONLY'):
-        if k in env:  # the demo's own node joins the same graph, on loopback as the nodes
-            os.environ[k] = env[k]
-        else:
-            os.environ.pop(k, None)
+    # the demo's own node joins the same graph, on loopback as the nodes
+    use_in_this_process(env, (*DDS_VARIABLES, 'ROS_DOMAIN_ID', 'ROS_LOG_DIR', 'AMENT_PREFIX_PATH',
+                              'RMW_IMPLEMENTATION'))
     launch_file = find_package_share('l2l_nmhw_ros') / 'launch' / 'reach.launch.yaml'
     state_file = (out / 'pcm_state.safetensors').resolve()
     desc = load_launch_file(launch_file, {

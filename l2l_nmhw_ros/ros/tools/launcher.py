@@ -154,6 +154,20 @@ def dds_environment(base: Mapping[str, str], *, profile: str | Path | None = Non
     return env
 
 
+#: the variables that decide this process's DDS set-up (copied by :func:`use_in_this_process`)
+DDS_VARIABLES = ('ROS_AUTOMATIC_DISCOVERY_RANGE', 'ROS_LOCALHOST_ONLY', *PROFILE_VARIABLES)
+
+
+def use_in_this_process(env: Mapping[str, str], keys: Sequence[str] = DDS_VARIABLES) -> None:
+    """Make ``os.environ`` agree with ``env`` on ``keys`` (set, or removed where ``env`` lacks
+    them), before this process initialises rclpy (a client joining the graph as its nodes do)."""
+    for k in keys:
+        if k in env:
+            os.environ[k] = env[k]
+        else:
+            os.environ.pop(k, None)
+
+
 def ros_environment(base: Mapping[str, str] | None = None, *,
                     spawn: bool = False) -> dict[str, str]:
     """Return ``base`` (default ``os.environ``) with the DDS settings of design.md §3 forced.

@@ -53,15 +53,9 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError(f'xyz: expected a multiple of 3 values, got {len(args.xyz)}')
     if not args.xyz and args.random < 1:
         raise ValueError('give target coordinates x y z, or --random N')
-    from l2l_nmhw_ros.ros.tools.launcher import dds_environment
+    from l2l_nmhw_ros.ros.tools.launcher import dds_environment, use_in_this_process
 
-    dds = dds_environment(os.environ)  # loopback DDS as the graph's nodes (or the user's own)
-    for k in ('ROS_AUTOMATIC_DISCOVERY_RANGE', 'ROS_LOCALHOST_ONLY',
-              'FASTDDS_DEFAULT_PROFILES_FILE', 'FASTRTPS_DEFAULT_PROFILES_FILE'):
-        if k in dds:
-            os.environ[k] = dds[k]
-        else:
-            os.environ.pop(k, None)
+    use_in_this_process(dds_environment(os.environ))  # loopback DDS as the graph's nodes
     import rclpy
 
     from l2l_nmhw_ros import config as C
