@@ -166,7 +166,8 @@ def update_and_test(substrate: Substrate, learning_signal: torch.Tensor, cfg: L2
 
 def adapt(trainee: dict[str, torch.Tensor], lsg: dict[str, torch.Tensor], tasks: TaskBatch,
           cfg: L2LConfig, *, backend: Any | None = None, generator: torch.Generator | None = None,
-          n_updates: int | None = None, mode: SpikeMode = PAPER) -> AdaptResult:
+          n_updates: int | None = None, mode: SpikeMode = PAPER, fused: bool = True
+          ) -> AdaptResult:
     """Run the inner loop on a batch of tasks.
 
     Deploys the trainee on a :class:`~l2l_nmhw_ros.l2l.substrate.FunctionalSubstrate` of
@@ -183,16 +184,20 @@ def adapt(trainee: dict[str, torch.Tensor], lsg: dict[str, torch.Tensor], tasks:
         generator: torch generator for the device noise.
         n_updates: inner updates (default ``cfg.eprop.n_updates``; paper: 1).
         mode: spike mode of both networks (the model's :data:`PAPER`; smooth ones for tests).
+        fused: both networks' recurrent loops through :mod:`l2l_nmhw_ros.snn.fused` (default;
+            same equations, gradients and seeded noise); False: the step-by-step autograd
+            loops, the reference.
 
     Returns:
         :class:`AdaptResult`.
     """
     backend = backend if backend is not None else FloatBackend()
-    substrate = FunctionalSubstrate(backend, trainee, tasks.batch, generator)
+    substrate = FunctionalSubstrate(backend, trainee, tasks.batch, generator, fused=fused)
     x = clock_input(cfg.task, tasks.batch, n_in=cfg.trainee.n_in, dtype=tasks.xyz.dtype)
     # the learning trial before the LSG: the order of the random draws of every seeded result
     learn = substrate.trial(x, cfg.trainee, dt=cfg.task.dt, mode=mode)
-    lsg_res = run_lsg_full(lsg, lsg_inputs(cfg, tasks.xyz), cfg.lsg, dt=cfg.task.dt, mode=mode)
+    lsg_res = run_lsg_full(lsg, lsg_inputs(cfg, tasks.xyz), cfg.lsg, dt=cfg.task.dt, mode=mode,
+                           fused=fused)
     res = update_and_test(substrate, lsg_res.learning_signal, cfg, n_updates=n_updates,
                           mode=mode, learn=learn)
     return res._replace(lsg_z=lsg_res.z)

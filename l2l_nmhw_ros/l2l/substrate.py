@@ -36,7 +36,7 @@ from l2l_nmhw_ros.pcm.layout import pack_trainee, unpack_trainee
 from l2l_nmhw_ros.pcm.model import quantize_delta
 from l2l_nmhw_ros.snn import fast_trial
 from l2l_nmhw_ros.snn.neurons import PAPER, SpikeMode, decay_factor, leaky_integrate
-from l2l_nmhw_ros.snn.trainee import MVM, TrialResult, default_mvm, run_trial
+from l2l_nmhw_ros.snn.trainee import MVM, TrialResult, default_mvm, run_trial, run_trial_fused
 
 __all__ = ['CrossbarSubstrate', 'FunctionalSubstrate', 'Substrate', 'exact_reads']
 
@@ -73,12 +73,19 @@ class FunctionalSubstrate:
             (n_out, n_rec); deployed once per task (each task gets its own device noise).
         batch: number of tasks.
         generator: torch generator of the device and read noise.
+        fused: PAPER-mode trials through the fused loop
+            (:func:`~l2l_nmhw_ros.snn.trainee.run_trial_fused`: same equations, gradients and
+            seeded noise, several times faster); False: the step-by-step autograd loop
+            (:func:`~l2l_nmhw_ros.snn.trainee.run_trial`, the reference).
     """
 
     def __init__(self, model: Any, trainee: dict[str, torch.Tensor], batch: int,
-                 generator: torch.Generator | None = None) -> None:
+                 generator: torch.Generator | None = None, *, fused: bool = True) -> None:
         self.model = model
         self.generator = generator
+        self.fused = fused
+        self._read_var = None if exact_reads(model) else (
+            lambda w: model.read_noise_sd(w) ** 2)
 
         def per_task(w: torch.Tensor) -> torch.Tensor:
             return w.unsqueeze(0).expand(batch, *w.shape)
@@ -98,6 +105,9 @@ class FunctionalSubstrate:
     def trial(self, x: torch.Tensor, cfg: TraineeConfig, *, dt: float,
               mode: SpikeMode = PAPER) -> TrialResult:
         """One trial of every task on input spikes `x` (time, batch, n_in)."""
+        if self.fused and mode is PAPER:
+            return run_trial_fused(self.w_in, self.w_rec, self.w_out, x, cfg, self._mvm,
+                                   read_var=self._read_var, generator=self.generator, dt=dt)
         return run_trial(self.w_in, self.w_rec, self.w_out, x, cfg, self._mvm, dt=dt, mode=mode)
 
     def update(self, dw_in: torch.Tensor | None, dw_rec: torch.Tensor | None) -> torch.Tensor:

@@ -15,6 +15,7 @@ import torch
 
 from l2l_nmhw_ros.config import LSGConfig, TaskConfig
 from l2l_nmhw_ros.errors import ShapeError
+from l2l_nmhw_ros.snn.fused import LoopParams, fused_recurrent
 from l2l_nmhw_ros.snn.neurons import (PAPER, SpikeMode, alif_step, decay_factor, initial_state,
                                       leaky_integrate)
 from l2l_nmhw_ros.snn.trainee import no_autapse_mask
@@ -72,8 +73,14 @@ class LSGResult(tuple):
 
 
 def run_lsg_full(weights: dict[str, torch.Tensor], inputs: torch.Tensor, cfg: LSGConfig, *,
-                 dt: float = DT, mode: SpikeMode = PAPER) -> LSGResult:
-    """Run the LSG and return its learning signals and spikes (see :func:`run_lsg`)."""
+                 dt: float = DT, mode: SpikeMode = PAPER, fused: bool = True) -> LSGResult:
+    """Run the LSG and return its learning signals and spikes (see :func:`run_lsg`).
+
+    ``fused`` (default) runs the recurrent loop of the PAPER mode as one autograd node
+    (:func:`~l2l_nmhw_ros.snn.fused.fused_recurrent`, same equations and gradients); False, or
+    another spike mode, runs the step-by-step autograd loop (the reference it is tested
+    against).
+    """
     if inputs.ndim != 3:
         raise ShapeError(f'inputs: expected (time, batch, n_in), got {tuple(inputs.shape)}')
     w_in, w_rec, w_out = weights['w_in'], weights['w_rec'], weights['w_out']
@@ -93,6 +100,11 @@ def run_lsg_full(weights: dict[str, torch.Tensor], inputs: torch.Tensor, cfg: LS
     # (time, batch, n): input currents in one product, split once into views: indexing i_in[t]
     # inside the loop makes the backward pass allocate and zero a full-size gradient per step
     # (~40 % of a paper-preset meta-iteration in a profile); unbind gives the same values.
+    if fused and mode is PAPER:
+        i_ext = inputs @ w_in.t()
+        prm = LoopParams(alpha, cfg.v_th, cfg.n_ref, cfg.dampening_factor, beta=beta, rho=rho)
+        z = fused_recurrent(i_ext, w_rec_t.t(), prm, want_v=False)[0]
+        return LSGResult((leaky_integrate(z @ w_out.t(), kappa), z))
     i_in = (inputs @ w_in.t()).unbind(0)
     state = initial_state(batch, n, dtype=inputs.dtype, device=inputs.device)
     zs = []

@@ -18,10 +18,12 @@ import torch
 
 from l2l_nmhw_ros.config import TaskConfig, TraineeConfig
 from l2l_nmhw_ros.errors import ShapeError
+from l2l_nmhw_ros.snn.fused import LoopParams, fused_recurrent
 from l2l_nmhw_ros.snn.neurons import (PAPER, SpikeMode, alif_step, decay_factor, initial_state,
                                       leaky_integrate)
 
-__all__ = ['TrialResult', 'default_mvm', 'init_trainee_weights', 'no_autapse_mask', 'run_trial']
+__all__ = ['TrialResult', 'default_mvm', 'init_trainee_weights', 'no_autapse_mask', 'run_trial',
+           'run_trial_fused']
 
 DT = TaskConfig().dt  # network time step [s]; the one value lives in TaskConfig
 
@@ -193,3 +195,70 @@ def run_trial(w_in: torch.Tensor, w_rec: torch.Tensor, w_out: torch.Tensor, x: t
     y = leaky_integrate(y_in, kappa)
     x_bar = leaky_integrate(x, alpha)
     return TrialResult(z, torch.stack(vs), torch.stack(psis), y, x_bar, torch.stack(zbars))
+
+
+def _shared(w: torch.Tensor) -> torch.Tensor:
+    """The one matrix behind an expanded per-task view (stride 0 over the batch), else `w`."""
+    return w[0] if w.ndim == 3 and w.stride(0) == 0 else w
+
+
+def run_trial_fused(w_in: torch.Tensor, w_rec: torch.Tensor, w_out: torch.Tensor,
+                    x: torch.Tensor, cfg: TraineeConfig, mvm: MVM | None = None, *,
+                    read_var: Callable[[torch.Tensor], torch.Tensor] | None = None,
+                    generator: torch.Generator | None = None, dt: float = DT,
+                    eprop_truncation: bool = False) -> TrialResult:
+    """:func:`run_trial` in the PAPER spike mode through the fused loop (:mod:`~l2l_nmhw_ros.snn.
+    fused`): the same equations and gradients, ~one autograd node instead of ~20 per step.
+
+    Args:
+        w_in, w_rec, w_out, x, cfg, dt, eprop_truncation: as :func:`run_trial`.
+        mvm: the readout's MVM ``mvm(z, w_out)`` (default the float product; ``PCMModel.mvm``
+            for the crossbar's read noise).
+        read_var: ``read_var(w) -> σ²`` of every weight [1] (same shape) when the synaptic
+            input is read with noise (the crossbar model's
+            :meth:`~l2l_nmhw_ros.pcm.PCMModel.read_noise_sd` squared); None: exact reads. The
+            noise of [W_in | W_rec] [x; z] is drawn once per step from `generator` in the
+            order of ``PCMModel.mvm``, so a seeded trial equals :func:`run_trial`'s.
+        generator: torch generator of the read noise.
+
+    Returns:
+        :class:`TrialResult`.
+
+    Raises:
+        ShapeError: on inconsistent shapes.
+        ValueError: NaN or inf in the weights.
+    """
+    if x.ndim != 3:
+        raise ShapeError(f'x: expected (time, batch, n_in), got {tuple(x.shape)}')
+    n_in = x.shape[-1]
+    n = w_rec.shape[-1]
+    _check('w_in', w_in, (n, n_in))
+    _check('w_rec', w_rec, (n, n))
+    if w_out.ndim < 2 or w_out.shape[-1] != n:
+        raise ShapeError(f'w_out: expected (..., n_out, {n}), got {tuple(w_out.shape)}')
+    for name, w in (('w_in', w_in), ('w_rec', w_rec)):
+        if not bool(torch.isfinite(w.detach()).all()):
+            raise ValueError(f'{name}: NaN or inf in the weights')
+    mvm = mvm or default_mvm
+    alpha = decay_factor(cfg.tau_m, dt)
+    kappa = decay_factor(cfg.tau_out, dt)
+    w_in, w_rec = _shared(w_in), _shared(w_rec)
+    w_rec = w_rec * no_autapse_mask(n, dtype=w_rec.dtype, device=w_rec.device)
+    if w_in.ndim == 2:
+        i_ext = x @ w_in.transpose(0, 1)
+    else:
+        i_ext = torch.einsum('tbi,bji->tbj', x, w_in)
+    var_ext = var_rec = None
+    if read_var is not None:
+        with torch.no_grad():
+            var_in = read_var(w_in.detach())
+            var_rec = read_var(w_rec.detach())
+            xx = x * x
+            var_ext = (xx @ var_in.transpose(0, 1) if var_in.ndim == 2
+                       else torch.einsum('tbi,bji->tbj', xx, var_in))
+    prm = LoopParams(alpha, cfg.v_th, cfg.n_ref, cfg.dampening_factor,
+                     truncate=eprop_truncation)
+    z, v, psi, z_bar = fused_recurrent(i_ext, w_rec, prm, var_ext=var_ext, var_rec=var_rec,
+                                       generator=generator, want_zbar=True)
+    y = leaky_integrate(mvm(z, w_out), kappa)
+    return TrialResult(z, v, psi, y, leaky_integrate(x, alpha), z_bar)
