@@ -112,6 +112,7 @@ def lsg_inputs(cfg: L2LConfig, xyz: torch.Tensor) -> torch.Tensor:
     encode_target`)."""
     clock = clock_input(cfg.task, xyz.shape[1], n_in=cfg.trainee.n_in, dtype=xyz.dtype)
     code = encode_target(xyz, cfg.lsg.bits_per_coord, code=cfg.lsg.target_code)
+    clock, code = clock.to(xyz.device), code.to(xyz.device)
     return torch.cat([clock, code], dim=-1)
 
 
@@ -144,9 +145,10 @@ def update_and_test(substrate: Substrate, learning_signal: torch.Tensor, cfg: L2
     batch = learning_signal.shape[1]
     dt = cfg.task.dt
     x = clock_input(cfg.task, batch, n_in=cfg.trainee.n_in, dtype=learning_signal.dtype)
+    x = x.to(learning_signal.device)
     if learn is None:
         learn = substrate.trial(x, cfg.trainee, dt=dt, mode=mode)
-    n_prog = torch.zeros(batch, dtype=torch.int64)
+    n_prog = torch.zeros(batch, dtype=torch.int64, device=learning_signal.device)
     trial = learn
     w_in, w_rec, _ = substrate.weights()
     dw_in = torch.zeros_like(w_in)
@@ -194,6 +196,7 @@ def adapt(trainee: dict[str, torch.Tensor], lsg: dict[str, torch.Tensor], tasks:
     backend = backend if backend is not None else FloatBackend()
     substrate = FunctionalSubstrate(backend, trainee, tasks.batch, generator, fused=fused)
     x = clock_input(cfg.task, tasks.batch, n_in=cfg.trainee.n_in, dtype=tasks.xyz.dtype)
+    x = x.to(tasks.xyz.device)
     # the learning trial before the LSG: the order of the random draws of every seeded result
     learn = substrate.trial(x, cfg.trainee, dt=cfg.task.dt, mode=mode)
     lsg_res = run_lsg_full(lsg, lsg_inputs(cfg, tasks.xyz), cfg.lsg, dt=cfg.task.dt, mode=mode,

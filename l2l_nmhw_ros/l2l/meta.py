@@ -36,13 +36,14 @@ from l2l_nmhw_ros.arm.kinematics import forward_kinematics
 from l2l_nmhw_ros.config import L2LConfig, config_hash, to_dict
 from l2l_nmhw_ros.errors import CheckpointError
 from l2l_nmhw_ros.l2l import checkpoint as ckpt
+from l2l_nmhw_ros.l2l.distributed import SINGLE, World, noise_seed
 from l2l_nmhw_ros.l2l.inner import AdaptResult, FloatBackend, adapt
 from l2l_nmhw_ros.l2l.tasks import TaskBatch, integrate_omega, sample_mixed
 from l2l_nmhw_ros.snn.lsg import init_lsg_weights, lsg_n_in
 from l2l_nmhw_ros.snn.trainee import init_trainee_weights
 
-__all__ = ['MetaTrainer', 'make_backend', 'outer_loss', 'rate_reg', 'task_errors',
-           'weights_from_numpy']
+__all__ = ['STAT_KEYS', 'MetaTrainer', 'combine_terms', 'loss_terms', 'make_backend',
+           'outer_loss', 'rate_reg', 'task_errors', 'tasks_to', 'weights_from_numpy']
 
 log = logging.getLogger(__name__)
 
@@ -76,7 +77,11 @@ def task_errors(y: torch.Tensor, tasks: TaskBatch, omega_scale: float, *,
 
 def rate_reg(z: torch.Tensor, target_hz: float, weight: float, dt: float) -> torch.Tensor:
     """Return weight * sum_j (mean_{t,b} z_j - target_hz dt)^2 for spikes z (time, batch, n)."""
-    rate = z.mean(dim=(0, 1))
+    return rate_penalty(z.mean(dim=(0, 1)), target_hz, weight, dt)
+
+
+def rate_penalty(rate: torch.Tensor, target_hz: float, weight: float, dt: float) -> torch.Tensor:
+    """Return weight * sum_j (rate_j - target_hz dt)^2 for mean spikes per step `rate` (n,)."""
     return weight * ((rate - target_hz * dt) ** 2).sum()
 
 
@@ -106,6 +111,73 @@ def weights_from_numpy(weights: dict[str, np.ndarray]) -> tuple[dict[str, torch.
     return ckpt.network_weights(tensors, 'trainee'), ckpt.network_weights(tensors, 'lsg')
 
 
+def loss_terms(res: AdaptResult, tasks: TaskBatch, cfg: L2LConfig) -> dict[str, torch.Tensor]:
+    """Return the additive pieces of the outer loss of an adapted (sub-)batch.
+
+    Everything a batch split over backends (``meta.pcm_fraction``) or over ranks
+    (:mod:`l2l_nmhw_ros.l2l.distributed`) needs to form the loss of the whole batch is a sum:
+    ``data`` (scalar, differentiable): sum over tasks of w_omega MSE(omega) + w_xyz MSE(xyz)
+    + w_final final_sq; ``rate_trainee`` / ``rate_lsg`` (n,) differentiable spike counts per
+    neuron (trainee: learning and test trial), with ``count_trainee`` / ``count_lsg`` the
+    number of (step, task) pairs they sum over; and ``stats`` (no gradient): per-task sums of the
+    logged errors (:data:`STAT_KEYS`) and the task count.
+    """
+    m = cfg.meta
+    err = task_errors(res.test.y, tasks, cfg.task.omega_scale, final_window=m.final_window)
+    data = m.loss_omega_weight * err['omega_mse'] + m.loss_xyz_weight * err['xyz_mse']
+    if m.loss_final_weight > 0:
+        data = data + m.loss_final_weight * err['final_sq']
+    z_tr = torch.cat([res.learn.z, res.test.z], dim=0)
+    with torch.no_grad():
+        before = task_errors(res.learn.y, tasks, cfg.task.omega_scale)
+        stats = torch.stack([
+            err['omega_mse'].sum(), err['xyz_mse'].sum(), err['final_distance'].sum(),
+            before['xyz_mse'].sum(), before['omega_mse'].sum(),
+            res.n_programmed.to(data.dtype).sum(), data.sum(),
+            torch.as_tensor(float(tasks.batch), dtype=data.dtype, device=data.device)]).detach()
+    return {'data': data.sum(), 'rate_trainee': z_tr.sum(dim=(0, 1)),
+            'count_trainee': z_tr.shape[0] * z_tr.shape[1],
+            'rate_lsg': res.lsg_z.sum(dim=(0, 1)),
+            'count_lsg': res.lsg_z.shape[0] * res.lsg_z.shape[1], 'stats': stats}
+
+
+#: what ``loss_terms(...)['stats']`` sums per task, in order (the last entry counts tasks)
+STAT_KEYS = ('omega_mse', 'xyz_mse', 'final_distance', 'xyz_mse_before', 'omega_mse_before',
+             'n_programmed', 'data')
+
+
+def combine_terms(terms: list[dict[str, torch.Tensor]], cfg: L2LConfig,
+                  world: World = SINGLE) -> tuple[torch.Tensor, dict[str, float]]:
+    """Return this rank's share of the outer loss (scalar, to backpropagate) and the loss parts
+    of the whole global batch (floats, equal on every rank).
+
+    loss = (sum of ``data`` over every task) / (global batch) + lambda_trainee
+    sum_j (rate_j - f_trainee dt)^2 + lambda_lsg (same for the LSG), rates per step averaged
+    over the global batch (summed over parts and ranks). Each rank returns its data share plus
+    1/size of the regularisers; their gradients summed over ranks are the gradient of the loss.
+    """
+    dt = cfg.task.dt
+    data = sum(t['data'] for t in terms)
+    rate_t = world.all_reduce_autograd(sum(t['rate_trainee'] for t in terms))
+    rate_l = world.all_reduce_autograd(sum(t['rate_lsg'] for t in terms))
+    stats = sum(t['stats'] for t in terms).clone()
+    counts = torch.tensor([float(sum(t['count_trainee'] for t in terms)),
+                           float(sum(t['count_lsg'] for t in terms))], dtype=torch.float64)
+    world.all_reduce_(stats)
+    world.all_reduce_(counts)
+    n_tasks = float(stats[-1])
+    rate_t = rate_t / float(counts[0])
+    rate_l = rate_l / float(counts[1])
+    reg_t = rate_penalty(rate_t, cfg.trainee.rate_target, cfg.trainee.rate_reg, dt)
+    reg_l = rate_penalty(rate_l, cfg.lsg.rate_target, cfg.lsg.rate_reg, dt)
+    loss = data / n_tasks + (reg_t + reg_l) / world.size
+    mean = {k: float(stats[i]) / n_tasks for i, k in enumerate(STAT_KEYS)}
+    parts = {'loss': mean.pop('data') + float(reg_t.detach()) + float(reg_l.detach()), **mean,
+             'rate_trainee_hz': float(rate_t.detach().mean()) / dt,
+             'rate_lsg_hz': float(rate_l.detach().mean()) / dt}
+    return loss, parts
+
+
 def outer_loss(res: AdaptResult, tasks: TaskBatch,
                cfg: L2LConfig) -> tuple[torch.Tensor, dict[str, float]]:
     """Return the outer loss (scalar tensor) of an adapted batch and its parts (floats).
@@ -113,48 +185,54 @@ def outer_loss(res: AdaptResult, tasks: TaskBatch,
     See the module docstring for the formula; the parts also hold the errors before the update
     (the learning trial's readout), the mean firing rates [Hz] and the devices programmed.
     """
-    dt, m = cfg.task.dt, cfg.meta
-    err = task_errors(res.test.y, tasks, cfg.task.omega_scale, final_window=m.final_window)
-    mse_w, mse_x = err['omega_mse'].mean(), err['xyz_mse'].mean()
-    final = err['final_sq'].mean()
-    z_tr = torch.cat([res.learn.z, res.test.z], dim=0)
-    reg_t = rate_reg(z_tr, cfg.trainee.rate_target, cfg.trainee.rate_reg, dt)
-    reg_l = rate_reg(res.lsg_z, cfg.lsg.rate_target, cfg.lsg.rate_reg, dt)
-    loss = m.loss_omega_weight * mse_w + m.loss_xyz_weight * mse_x + reg_t + reg_l
-    if m.loss_final_weight > 0:
-        loss = loss + m.loss_final_weight * final
-    with torch.no_grad():
-        before = task_errors(res.learn.y, tasks, cfg.task.omega_scale)
-    parts = {'loss': float(loss.detach()), 'omega_mse': float(mse_w.detach()),
-             'xyz_mse': float(mse_x.detach()),
-             'final_distance': float(err['final_distance'].detach().mean()),
-             'xyz_mse_before': float(before['xyz_mse'].mean()),
-             'omega_mse_before': float(before['omega_mse'].mean()),
-             'rate_trainee_hz': float(z_tr.detach().mean()) / dt,
-             'rate_lsg_hz': float(res.lsg_z.detach().mean()) / dt,
-             'n_programmed': float(res.n_programmed.float().mean())}
-    return loss, parts
+    return combine_terms([loss_terms(res, tasks, cfg)], cfg)
+
+
+def tasks_to(tasks: TaskBatch, device: torch.device | str) -> TaskBatch:
+    """Return `tasks` with every tensor on `device` (the same object when already there)."""
+    if tasks.xyz.device == torch.device(device):
+        return tasks
+    return TaskBatch(tasks.omega.to(device), tasks.q.to(device), tasks.xyz.to(device),
+                     tasks.q0.to(device), tasks.family)
 
 
 class MetaTrainer:
-    """The outer loop: holds the meta-parameters, Adam, the task and noise RNGs.
+    """The outer loop: holds the meta-parameters, Adam, the task stream and the noise streams.
 
     Deterministic for ``cfg.seed`` (single-threaded torch), resumable from a checkpoint folder
-    written by :meth:`save` (weights, Adam moments, RNG states, iteration).
+    written by :meth:`save` (weights, Adam moments, task-stream state, iteration). Device noise
+    comes from a stream per (seed, iteration, rank) (:func:`~l2l_nmhw_ros.l2l.distributed.
+    noise_seed`), so it needs no saved state.
+
+    Args:
+        cfg: the whole configuration.
+        backend: the crossbar model of the PCM share of a batch (default from ``meta``).
+        device: where every tensor lives (checkpoints are always written from CPU copies).
+        dtype: of the meta-parameters and tasks (float32; float64 for exactness tests).
+        world: this process's rank in data-parallel training
+            (:mod:`l2l_nmhw_ros.l2l.distributed`); default alone.
     """
 
-    def __init__(self, cfg: L2LConfig, *, backend: Any | None = None) -> None:
+    def __init__(self, cfg: L2LConfig, *, backend: Any | None = None,
+                 device: torch.device | str = 'cpu', dtype: torch.dtype = torch.float32,
+                 world: World = SINGLE) -> None:
         self.cfg = cfg
-        gen = torch.Generator().manual_seed(cfg.seed + _SEED_INIT)
+        self.device = torch.device(device)
+        self.dtype = dtype
+        self.world = world
+        gen = torch.Generator().manual_seed(cfg.seed + _SEED_INIT)  # CPU: same on any device
         tw = init_trainee_weights(cfg.trainee, gen)
         lw = init_lsg_weights(cfg.lsg, lsg_n_in(cfg.lsg, cfg.trainee.n_in), cfg.trainee.n_rec,
                               gen)
-        self.params = {f'trainee.{k}': torch.nn.Parameter(v) for k, v in tw.items()}
-        self.params.update({f'lsg.{k}': torch.nn.Parameter(v) for k, v in lw.items()})
+        self.params = {f'trainee.{k}': torch.nn.Parameter(v.to(self.device, dtype))
+                       for k, v in tw.items()}
+        self.params.update({f'lsg.{k}': torch.nn.Parameter(v.to(self.device, dtype))
+                            for k, v in lw.items()})
         self.optimizer = torch.optim.Adam([self.params[k] for k in PARAM_NAMES], lr=cfg.meta.lr)
         self.iteration = 0
         self.task_rng = np.random.default_rng(cfg.seed + _SEED_TASKS)
-        self.noise_gen = torch.Generator().manual_seed(cfg.seed + _SEED_NOISE)
+        self.noise_gen = torch.Generator(device=self.device)
+        self.noise_gen.manual_seed(noise_seed(cfg.seed + _SEED_NOISE, 0, world.rank))
         self.backend = backend if backend is not None else make_backend(
             cfg, pcm=cfg.meta.pcm_in_loop, quantize=cfg.meta.quantize_in_loop)
         # the software share of a mixed batch (meta.pcm_fraction < 1)
@@ -182,37 +260,46 @@ class MetaTrainer:
         """Return the outer loss (scalar) and its parts (floats) for one adapted batch."""
         return outer_loss(res, tasks, self.cfg)
 
-    def _adapt_loss(self, tasks: TaskBatch, gen: torch.Generator
+    def _adapt_loss(self, tasks: TaskBatch, gen: torch.Generator, world: World = SINGLE
                     ) -> tuple[torch.Tensor, dict[str, float]]:
-        """Adapt and score a batch, splitting it between PCM and software per pcm_fraction."""
+        """Adapt and score this rank's share of a global batch, the first ``pcm_fraction`` of
+        the global batch on the PCM model and the rest in software; returns this rank's loss
+        share and the global batch's parts (:func:`combine_terms`)."""
         m = self.cfg.meta
         n_pcm = tasks.batch
         if m.pcm_in_loop and m.pcm_fraction < 1.0:
             n_pcm = int(round(m.pcm_fraction * tasks.batch))
-        parts_list = []
-        total = None
+        mine = world.shard(tasks.batch)
+        terms = []
         for lo, hi, backend in ((0, n_pcm, self.backend), (n_pcm, tasks.batch, self.soft_backend)):
+            lo, hi = max(lo, mine[0]), min(hi, mine[1])
             if hi <= lo:
                 continue
             sub = tasks.subset(lo, hi) if (lo, hi) != (0, tasks.batch) else tasks
             res = adapt(self.trainee_weights(), self.lsg_weights(), sub, self.cfg,
                         backend=backend, generator=gen)
-            loss, parts = self.loss(res, sub)
-            w = (hi - lo) / tasks.batch
-            total = loss * w if total is None else total + loss * w
-            parts_list.append((w, parts))
-        merged = {k: sum(w * p[k] for w, p in parts_list) for k in parts_list[0][1]}
-        return total, merged
+            terms.append(loss_terms(res, sub, self.cfg))
+        return combine_terms(terms, self.cfg, world)
+
+    def sample_tasks(self, families: tuple[str, ...] | list[str], batch: int,
+                     rng: np.random.Generator) -> TaskBatch:
+        """Draw `batch` tasks of `families` from `rng`, in this trainer's dtype and device."""
+        tasks = sample_mixed(families, self.cfg.task, batch, rng, dtype=self.dtype)
+        return tasks_to(tasks, self.device)
 
     def step(self) -> dict[str, float]:
-        """Run one meta-training iteration; returns the loss parts."""
+        """Run one meta-training iteration (this rank's share of it); returns the loss parts
+        of the global batch."""
         cfg = self.cfg
         for g in self.optimizer.param_groups:
             g['lr'] = self.lr()
-        tasks = sample_mixed(cfg.meta.families, cfg.task, cfg.meta.batch_size, self.task_rng)
-        loss, parts = self._adapt_loss(tasks, self.noise_gen)
+        tasks = self.sample_tasks(cfg.meta.families, cfg.meta.batch_size, self.task_rng)
+        self.noise_gen.manual_seed(noise_seed(cfg.seed + _SEED_NOISE, self.iteration,
+                                              self.world.rank))
+        loss, parts = self._adapt_loss(tasks, self.noise_gen, self.world)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
+        self.world.all_reduce_grads([self.params[k] for k in PARAM_NAMES])
         if cfg.meta.grad_clip > 0:
             norm = torch.nn.utils.clip_grad_norm_(list(self.params.values()), cfg.meta.grad_clip)
             parts['grad_norm'] = float(norm)
@@ -232,11 +319,12 @@ class MetaTrainer:
         training: ``cfg.seed + 1000003``), with the training backend."""
         cfg = self.cfg
         rng = np.random.default_rng(cfg.seed + _SEED_VALID)
-        gen = torch.Generator().manual_seed(cfg.seed + _SEED_VALID)
+        gen = torch.Generator(device=self.device)
+        gen.manual_seed(cfg.seed + _SEED_VALID)
         acc: dict[str, list[float]] = {}
         for _ in range(batches or cfg.meta.validation_batches):
-            tasks = sample_mixed(families or cfg.meta.families, cfg.task,
-                                 tasks_per_batch or cfg.meta.validation_tasks, rng)
+            tasks = self.sample_tasks(families or cfg.meta.families,
+                                      tasks_per_batch or cfg.meta.validation_tasks, rng)
             _, parts = self._adapt_loss(tasks, gen)
             for k, v in parts.items():
                 acc.setdefault(k, []).append(v)
@@ -253,8 +341,10 @@ class MetaTrainer:
 
         The training state is written first and metadata.json last, with the SHA-256 of the
         other files (:func:`l2l_nmhw_ros.l2l.checkpoint.save`): a save cut short is refused on
-        load, never read as a mix of two iterations.
+        load, never read as a mix of two iterations. Only rank 0 writes (other ranks return).
         """
+        if not self.world.is_main:
+            return
         meta = {'config': to_dict(self.cfg), 'config_hash': config_hash(self.cfg),
                 'iteration': self.iteration, 'history_tail': self.history[-20:]}
         meta.update(extra or {})
@@ -265,10 +355,10 @@ class MetaTrainer:
             for idx, name in enumerate(PARAM_NAMES):
                 st = opt['state'].get(idx)
                 if st:
-                    state[f'adam.{name}.exp_avg'] = st['exp_avg'].numpy()
-                    state[f'adam.{name}.exp_avg_sq'] = st['exp_avg_sq'].numpy()
+                    state[f'adam.{name}.exp_avg'] = st['exp_avg'].detach().cpu().numpy()
+                    state[f'adam.{name}.exp_avg_sq'] = st['exp_avg_sq'].detach().cpu().numpy()
                     state[f'adam.{name}.step'] = np.asarray([float(st['step'])], dtype=np.float64)
-            state['rng.noise'] = self.noise_gen.get_state().numpy()
+            state['rng.noise'] = self.noise_gen.get_state().cpu().numpy()
             bg = self.task_rng.bit_generator.state
             state['rng.tasks'] = np.frombuffer(json.dumps(bg).encode(), dtype=np.uint8).copy()
             state['iteration'] = np.asarray([self.iteration], dtype=np.int64)
@@ -294,7 +384,7 @@ class MetaTrainer:
                 if tuple(weights[k].shape) != tuple(self.params[k].shape):
                     raise CheckpointError(f'{path}: {k} has shape {weights[k].shape}, expected '
                                           f'{tuple(self.params[k].shape)}')
-                self.params[k].copy_(torch.as_tensor(weights[k]))
+                self.params[k].copy_(torch.as_tensor(weights[k]).to(self.params[k]))
         self.iteration = int(meta.get('iteration', 0))
         self.history = list(meta.get('history_tail', []))
         state = ckpt.load_train_state(path)
@@ -306,8 +396,7 @@ class MetaTrainer:
                         'step': torch.tensor(float(state[f'adam.{name}.step'][0])),
                         'exp_avg': torch.as_tensor(state[f'adam.{name}.exp_avg']).clone(),
                         'exp_avg_sq': torch.as_tensor(state[f'adam.{name}.exp_avg_sq']).clone()}
-            self.optimizer.load_state_dict(opt)
-            self.noise_gen.set_state(torch.as_tensor(state['rng.noise']).to(torch.uint8))
+            self.optimizer.load_state_dict(opt)  # moves the moments to the parameters' device
             self.task_rng.bit_generator.state = json.loads(bytes(state['rng.tasks']).decode())
             self.iteration = int(state['iteration'][0])
         return meta
@@ -322,7 +411,7 @@ class MetaTrainer:
             self.history.append(parts)
             if on_step:
                 on_step(parts)
-            if on_validate and self.iteration % m.validate_every == 0:
+            if on_validate and self.world.is_main and self.iteration % m.validate_every == 0:
                 on_validate(self.validate())
             if on_checkpoint and (self.iteration % m.checkpoint_every == 0
                                   or self.iteration == iterations):

@@ -113,7 +113,7 @@ class FunctionalSubstrate:
     def update(self, dw_in: torch.Tensor | None, dw_rec: torch.Tensor | None) -> torch.Tensor:
         """Re-program W_in and/or W_rec by ΔW (None: that block is not updated); returns the
         devices (PCM) or weights (software) programmed per task, (batch,) int64."""
-        n = torch.zeros(self.batch, dtype=torch.int64)
+        n = torch.zeros(self.batch, dtype=torch.int64, device=self.w_in.device)
         if dw_in is not None:
             self.w_in, n_in = self.model.reprogram(self.w_in, dw_in, generator=self.generator)
             n = n + n_in

@@ -20,6 +20,12 @@ Work is never lost, and never overwritten by accident:
   first save) is given.
 - **Resume**: ``--resume`` needs a checkpoint in ``--out`` (else exit code 2 before anything
   starts; the ``--log`` file is not touched) and cannot be combined with ``--init-from``.
+
+Scale-out: ``--device cpu|cuda|auto`` puts every tensor of the run on that device (checkpoints
+are written from CPU copies and load anywhere); under ``torchrun`` the run is data-parallel
+over the processes (:mod:`l2l_nmhw_ros.l2l.distributed`: the global batch split over ranks,
+gradients all-reduced, rank 0 logs, validates and saves; resuming with another world size
+continues the same task stream). Recipes with commands and timings: docs/learning.md.
 """
 
 from __future__ import annotations
@@ -66,7 +72,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument('--init-from', default=None, metavar='CKPT',
                         help='start from the weights of another checkpoint (fresh optimizer; '
                              'the config may differ, e.g. to fine-tune with PCM in the loop)')
-    parser.add_argument('--threads', type=int, default=1, help='torch CPU threads (default 1)')
+    parser.add_argument('--threads', type=int, default=1,
+                        help='torch CPU threads per process (default 1)')
+    parser.add_argument('--device', default='cpu', metavar='DEVICE',
+                        help='cpu (default), cuda, cuda:N or auto (CUDA when available); under '
+                             'torchrun, cuda means the GPU of LOCAL_RANK')
     parser.add_argument('--log', default=None, metavar='JSONL', help='append metrics here')
     parser.add_argument('--no-progress', action='store_true', help='no progress bar')
 
@@ -144,6 +154,8 @@ def resume_command(args: argparse.Namespace) -> str:
         cmd += ['--iterations', str(args.iterations)]
     if args.threads != 1:
         cmd += ['--threads', str(args.threads)]
+    if getattr(args, 'device', 'cpu') != 'cpu':
+        cmd += ['--device', args.device]
     if args.log:
         cmd += ['--log', args.log]
     if args.no_progress:
@@ -257,14 +269,32 @@ def run(args: argparse.Namespace) -> int:
 
 def _train(args: argparse.Namespace, interrupts: _Interrupts) -> int:
     import torch
-    from tqdm import tqdm
 
+    from l2l_nmhw_ros.l2l import distributed as D
     from l2l_nmhw_ros.l2l.meta import MetaTrainer
 
     torch.set_num_threads(max(1, args.threads))
     cfg = load_config(args)
     total = args.iterations if args.iterations is not None else cfg.meta.iterations
-    trainer = MetaTrainer(cfg)
+    device = D.resolve_device(getattr(args, 'device', 'cpu'))
+    world = D.init_from_env(device)
+    try:
+        return _train_on(args, interrupts, cfg, total, MetaTrainer(cfg, device=device,
+                                                                   world=world))
+    finally:
+        D.shutdown(world)
+
+
+def _train_on(args: argparse.Namespace, interrupts: _Interrupts, cfg: C.L2LConfig, total: int,
+              trainer: Any) -> int:
+    import torch
+    from tqdm import tqdm
+
+    world = trainer.world
+    main = world.is_main
+    if world.distributed and main:
+        log.info('data-parallel: %d ranks, %s, global batch %d', world.size,
+                 torch.distributed.get_backend(), cfg.meta.batch_size)
     out = Path(args.out)
     if args.resume:
         trainer.load(str(out), strict_config=not args.allow_config_change)
@@ -274,16 +304,18 @@ def _train(args: argparse.Namespace, interrupts: _Interrupts) -> int:
         trainer.iteration = 0
         trainer.optimizer = torch.optim.Adam(list(trainer.params.values()), lr=cfg.meta.lr)
         log.info('initialised from %s', args.init_from)
+    world.broadcast_(list(trainer.params.values()))  # identical already; make it certain
     rev = git_revision()
     t_start = time.monotonic()
     start_iter = trainer.iteration
     last_val: dict[str, float] = {}
     boundary = _Boundary(trainer)
     with contextlib.ExitStack() as stack:
-        logf = stack.enter_context(open(args.log, 'a', encoding='utf-8')) if args.log else None
+        logf = (stack.enter_context(open(args.log, 'a', encoding='utf-8'))
+                if args.log and main else None)
         bar = stack.enter_context(tqdm(total=total, initial=trainer.iteration,
-                                       disable=args.no_progress, dynamic_ncols=True,
-                                       desc='meta-train'))
+                                       disable=args.no_progress or not main,
+                                       dynamic_ncols=True, desc='meta-train'))
 
         def on_step(p: dict[str, float]) -> None:
             boundary.take()  # first: the step is complete, the trainer is at a boundary
@@ -315,7 +347,8 @@ def _train(args: argparse.Namespace, interrupts: _Interrupts) -> int:
                     'git_revision': rev, 'metrics': dict(last_val),
                     'train': {'seconds_this_run': elapsed,
                               's_per_iteration': elapsed / n if n else None,
-                              'torch_threads': torch.get_num_threads()}})
+                              'torch_threads': torch.get_num_threads(),
+                              'device': str(trainer.device), 'world_size': world.size}})
 
         try:
             trainer.train(total, on_step=on_step, on_validate=on_validate, on_checkpoint=save)
@@ -326,6 +359,8 @@ def _train(args: argparse.Namespace, interrupts: _Interrupts) -> int:
             bar.close()
             undone = boundary.restore_if_mid_step()
             save()
+            if not main:
+                return EXIT_INTERRUPTED
             print(f'l2l-nmhw train: interrupted; checkpoint of iteration {trainer.iteration} '
                   f'saved in {out}' + (' (the iteration in progress was discarded)' if undone
                                        else '') + f'; resume with: {resume_command(args)}',

@@ -217,20 +217,35 @@ def test_checkpoint_records_and_enforces_the_lsg_target_code(tmp_path) -> None:
 
 def test_mixed_pcm_batch_splits_tasks_between_backends() -> None:
     # pcm_fraction 0.5 of 4 tasks: 2 through the PCM model (programming counts are devices),
-    # 2 in software; the loss is the size-weighted mean of the two halves
+    # 2 in software; the loss is that of the whole batch: the per-task terms averaged over the
+    # 4 tasks, the firing-rate regularisers on the rates of all 4 (not per half)
+    from l2l_nmhw_ros.l2l.meta import loss_terms, rate_reg
+
     cfg = _tiny_cfg(pcm_in_loop=True, pcm_fraction=0.5, pcm_read_noise_in_loop=False)
     tr = MetaTrainer(cfg)
     assert not tr.backend.cfg.read_noise
     tasks = make_tasks('reach', cfg.task, 4, np.random.default_rng(2))
     loss, parts = tr._adapt_loss(tasks, torch.Generator().manual_seed(0))
     gen = torch.Generator().manual_seed(0)
-    l_pcm, _ = outer_loss(adapt(tr.trainee_weights(), tr.lsg_weights(), tasks.subset(0, 2), cfg,
-                                backend=tr.backend, generator=gen), tasks.subset(0, 2), cfg)
-    l_sw, _ = outer_loss(adapt(tr.trainee_weights(), tr.lsg_weights(), tasks.subset(2, 4), cfg,
-                               backend=tr.soft_backend, generator=gen), tasks.subset(2, 4), cfg)
-    expected = 0.5 * float(l_pcm.detach()) + 0.5 * float(l_sw.detach())
-    assert float(loss.detach()) == pytest.approx(expected, rel=1e-6)
+    halves = [adapt(tr.trainee_weights(), tr.lsg_weights(), tasks.subset(0, 2), cfg,
+                    backend=tr.backend, generator=gen),
+              adapt(tr.trainee_weights(), tr.lsg_weights(), tasks.subset(2, 4), cfg,
+                    backend=tr.soft_backend, generator=gen)]
+    assert int(halves[0].n_programmed.min()) > int(halves[1].n_programmed.max())  # devices
+    data = sum(float(loss_terms(r, tasks.subset(2 * i, 2 * i + 2), cfg)['data'].detach())
+               for i, r in enumerate(halves)) / 4
+    z_tr = torch.cat([torch.cat([r.learn.z, r.test.z], dim=0) for r in halves], dim=1)
+    z_lsg = torch.cat([r.lsg_z for r in halves], dim=1)
+    dt = cfg.task.dt
+    reg = float((rate_reg(z_tr, cfg.trainee.rate_target, cfg.trainee.rate_reg, dt)
+                 + rate_reg(z_lsg, cfg.lsg.rate_target, cfg.lsg.rate_reg, dt)).detach())
+    assert reg > 1e-4  # the regulariser is part of the comparison
+    assert float(loss.detach()) == pytest.approx(data + reg, rel=1e-6)
     assert parts['loss'] == pytest.approx(float(loss.detach()), rel=1e-6)
+    # and not the mean of the two halves' own losses (regulariser per half)
+    per_half = [outer_loss(r, tasks.subset(2 * i, 2 * i + 2), cfg)[1]['loss']
+                for i, r in enumerate(halves)]
+    assert abs(float(loss.detach()) - sum(per_half) / 2) > 1e-6
 
 
 def test_final_position_term_of_the_reach_loss() -> None:
