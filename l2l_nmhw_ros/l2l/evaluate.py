@@ -30,8 +30,9 @@ import torch
 
 from l2l_nmhw_ros import config as C
 from l2l_nmhw_ros.l2l import checkpoint as ckpt
+from l2l_nmhw_ros.l2l.distributed import resolve_device
 from l2l_nmhw_ros.l2l.inner import adapt
-from l2l_nmhw_ros.l2l.meta import make_backend, task_errors, weights_from_numpy
+from l2l_nmhw_ros.l2l.meta import make_backend, task_errors, tasks_to, weights_from_numpy
 from l2l_nmhw_ros.l2l.tasks import FAMILIES, make_tasks
 
 __all__ = ['METRICS', 'ROWS', 'RUNS', 'add_arguments', 'default_checkpoint', 'evaluate',
@@ -74,7 +75,8 @@ def _changed_weights(dw: torch.Tensor, step: float) -> torch.Tensor:
 @torch.no_grad()
 def per_task_metrics(weights: dict[str, np.ndarray], cfg: C.L2LConfig, family: str,
                      n_tasks: int, *, seed: int, chunk: int, rows: tuple[str, ...] = ROWS,
-                     noise: str = 'per_backend', n_updates: int | None = None
+                     noise: str = 'per_backend', n_updates: int | None = None,
+                     device: torch.device | str = 'cpu'
                      ) -> tuple[dict[str, dict[str, np.ndarray]], torch.Tensor]:
     """The evaluation harness: the inner loop on `n_tasks` unseen tasks under each row.
 
@@ -95,6 +97,8 @@ def per_task_metrics(weights: dict[str, np.ndarray], cfg: C.L2LConfig, family: s
         rows: subset of :data:`ROWS`.
         noise: one of :data:`NOISE_STREAMS`.
         n_updates: on-chip updates per task (default ``cfg.eprop.n_updates``; paper: 1).
+        device: where the networks run (``cpu`` or a CUDA device; the noise streams of a CUDA
+            generator differ from the CPU ones, so numbers agree in distribution only).
 
     Returns:
         (``{row: {metric: array (n_tasks,)}}`` for the :data:`METRICS`, target xyz
@@ -117,7 +121,10 @@ def per_task_metrics(weights: dict[str, np.ndarray], cfg: C.L2LConfig, family: s
         raise ValueError(f'rows: unknown {bad}, expected some of {list(ROWS)}')
     if noise not in NOISE_STREAMS:
         raise ValueError(f'noise: expected one of {list(NOISE_STREAMS)}, got {noise!r}')
+    device = torch.device(device)
     trainee, lsg = weights_from_numpy(weights)
+    trainee = {k: v.to(device) for k, v in trainee.items()}
+    lsg = {k: v.to(device) for k, v in lsg.items()}
     step = cfg.pcm.delta_w_step
     runs = [r for r in RUNS if r[1] in rows or r[2] in rows]
     backends = {'software': (make_backend(cfg, pcm=False, quantize=False), 0.0),
@@ -125,8 +132,13 @@ def per_task_metrics(weights: dict[str, np.ndarray], cfg: C.L2LConfig, family: s
     if any(name == 'pcm' for name, _, _ in runs):
         backends['pcm'] = (make_backend(cfg, pcm=True, quantize=True), step)
     rng = np.random.default_rng(seed)
-    shared = torch.Generator().manual_seed(seed)
-    gens = {name: shared if noise == 'shared' else torch.Generator().manual_seed(seed + off)
+    def generator(s: int) -> torch.Generator:
+        g = torch.Generator(device=device)
+        g.manual_seed(s)
+        return g
+
+    shared = generator(seed)
+    gens = {name: shared if noise == 'shared' else generator(seed + off)
             for name, off in _BACKEND_SEED_OFFSET.items()}
     out: dict[str, dict[str, list[float]]] = {r: {m: [] for m in METRICS} for r in rows}
     w_om, w_xyz, dt = cfg.meta.loss_omega_weight, cfg.meta.loss_xyz_weight, cfg.task.dt
@@ -148,7 +160,8 @@ def per_task_metrics(weights: dict[str, np.ndarray], cfg: C.L2LConfig, family: s
         b = min(chunk, n_tasks - done)
         tasks = make_tasks(family, cfg.task, b, rng)
         targets.append(tasks.xyz)
-        zeros = torch.zeros(b, dtype=torch.int64)
+        tasks = tasks_to(tasks, device)
+        zeros = torch.zeros(b, dtype=torch.int64, device=device)
         for name, row_learn, row_test in runs:
             backend, grid = backends[name]
             res = adapt(trainee, lsg, tasks, cfg, backend=backend, generator=gens[name],
@@ -170,8 +183,8 @@ def per_task_metrics(weights: dict[str, np.ndarray], cfg: C.L2LConfig, family: s
 
 def evaluate(weights: dict[str, np.ndarray], cfg: C.L2LConfig, family: str, n_tasks: int, *,
              seed: int = EVAL_SEED, chunk: int = 50, rows: tuple[str, ...] = ROWS,
-             pcm_cfg: C.PCMConfig | None = None,
-             n_updates: int | None = None) -> dict[str, dict[str, float]]:
+             pcm_cfg: C.PCMConfig | None = None, n_updates: int | None = None,
+             device: torch.device | str = 'cpu') -> dict[str, dict[str, float]]:
     """Return {row: {omega_mse, xyz_mse, distance, n_programmed, final_distance,
     final_distance_median, final_distance_p90}} over `n_tasks` tasks (means unless named).
 
@@ -191,6 +204,7 @@ def evaluate(weights: dict[str, np.ndarray], cfg: C.L2LConfig, family: str, n_ta
         rows: which of :data:`ROWS` to compute.
         pcm_cfg: PCM configuration for the PCM rows (default ``cfg.pcm``).
         n_updates: on-chip updates per task (default ``cfg.eprop.n_updates``).
+        device: where the networks run (see :func:`per_task_metrics`).
 
     Raises:
         ValueError: unknown family or row, n_tasks < 1.
@@ -199,7 +213,7 @@ def evaluate(weights: dict[str, np.ndarray], cfg: C.L2LConfig, family: str, n_ta
     if pcm_cfg is not None:
         cfg = dataclasses.replace(cfg, pcm=pcm_cfg)
     metrics, xyz = per_task_metrics(weights, cfg, family, n_tasks, seed=seed, chunk=chunk,
-                                    rows=rows, n_updates=n_updates)
+                                    rows=rows, n_updates=n_updates, device=device)
     keys = ('omega_mse', 'xyz_mse', 'distance', 'n_programmed', 'final_distance')
     out = {r: {k: float(np.mean(metrics[r][k])) for k in keys} for r in rows}
     for r in rows:
@@ -245,6 +259,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help='on-chip updates per task; several numbers give the few-updates '
                         'curve (default: the checkpoint\'s eprop.n_updates)')
     parser.add_argument('--threads', type=int, default=1, help='torch CPU threads')
+    parser.add_argument('--device', default='cpu', metavar='DEVICE',
+                        help='cpu (default), cuda, cuda:N or auto')
     parser.add_argument('--json', action='store_true', help='machine-readable output')
 
 
@@ -261,6 +277,7 @@ def run(args: argparse.Namespace) -> int:
     summary per number of updates; the top-level rows are those of the first N).
     """
     torch.set_num_threads(max(1, args.threads))
+    device = resolve_device(args.device)
     path = Path(args.checkpoint) if args.checkpoint else default_checkpoint()
     weights, meta = ckpt.load(path)
     cfg = config_from_metadata(meta)
@@ -270,7 +287,8 @@ def run(args: argparse.Namespace) -> int:
     for fam in args.family:
         per = {}
         for n in updates:
-            res = evaluate(weights, cfg, fam, args.tasks, seed=args.seed, n_updates=n)
+            res = evaluate(weights, cfg, fam, args.tasks, seed=args.seed, n_updates=n,
+                           device=device)
             per[n] = {'rows': res, 'summary': summary(res)}
         report['families'][fam] = dict(per[updates[0]])
         if len(updates) > 1:

@@ -70,7 +70,8 @@ def required_n(sd: float, mean: float, target_rel_se: float = 0.05) -> int:
 
 def per_task_metrics(weights: dict[str, np.ndarray], cfg: L2LConfig, n_tasks: int, *,
                      family: str = 'brownian', seed: int = FIDELITY_SEED, chunk: int = CHUNK,
-                     rows: tuple[str, ...] = ROWS) -> dict[str, dict[str, np.ndarray]]:
+                     rows: tuple[str, ...] = ROWS, device: str = 'cpu'
+                     ) -> dict[str, dict[str, np.ndarray]]:
     """Run the inner loop on `n_tasks` tasks under each row; return per-task metrics.
 
     The package's evaluation harness (:func:`l2l_nmhw_ros.l2l.evaluate.per_task_metrics`) with
@@ -84,6 +85,7 @@ def per_task_metrics(weights: dict[str, np.ndarray], cfg: L2LConfig, n_tasks: in
         seed: seed of the task stream and of the device noise.
         chunk: tasks per batch (the result depends on it through the random streams).
         rows: subset of :data:`ROWS`.
+        device: where the networks run (``cpu`` or CUDA; see the harness).
 
     Returns:
         ``{row: {metric: array (n_tasks,)}}`` for the :data:`METRICS`.
@@ -98,7 +100,7 @@ def per_task_metrics(weights: dict[str, np.ndarray], cfg: L2LConfig, n_tasks: in
                          "paper's robot code, which rounds Delta W to nearest; use preset paper "
                          '(config/presets/paper.yaml) or set it false')
     metrics, _ = harness(weights, cfg, family, n_tasks, seed=seed, chunk=chunk, rows=rows,
-                         noise='shared')
+                         noise='shared', device=device)
     return metrics
 
 
@@ -149,10 +151,10 @@ def summarize(metrics: dict[str, dict[str, np.ndarray]],
 
 def fidelity_report(weights: dict[str, np.ndarray], cfg: L2LConfig, n_tasks: int, *,
                     seed: int = FIDELITY_SEED, chunk: int = CHUNK,
-                    target_rel_se: float = 0.05) -> dict[str, Any]:
+                    target_rel_se: float = 0.05, device: str = 'cpu') -> dict[str, Any]:
     """Return :func:`summarize` of :func:`per_task_metrics` on the ``brownian`` family, plus the
     run parameters (n_tasks, seed, chunk, family, PCM preset, device counts)."""
-    metrics = per_task_metrics(weights, cfg, n_tasks, seed=seed, chunk=chunk)
+    metrics = per_task_metrics(weights, cfg, n_tasks, seed=seed, chunk=chunk, device=device)
     report = summarize(metrics, target_rel_se)
     t = cfg.trainee
     n_weights = t.n_rec * ((t.n_in if cfg.eprop.update_w_in else 0)

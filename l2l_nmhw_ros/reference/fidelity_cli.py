@@ -38,6 +38,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument('--config', nargs='*', default=[], metavar='YAML',
                         help='parameter files applied after the default file and the paper preset')
     parser.add_argument('--threads', type=int, default=1, help='torch CPU threads (default 1)')
+    parser.add_argument('--device', default='cpu', metavar='DEVICE',
+                        help='cpu (default), cuda, cuda:N or auto')
     parser.add_argument('--json', action='store_true', help='machine-readable output')
 
 
@@ -68,9 +70,11 @@ def run(args: argparse.Namespace) -> int:
     import torch
 
     from l2l_nmhw_ros import config as C
+    from l2l_nmhw_ros.l2l.distributed import resolve_device
     from l2l_nmhw_ros.reference.fidelity import fidelity_report
 
     torch.set_num_threads(max(1, args.threads))
+    device = resolve_device(args.device)
     from l2l_nmhw_ros.l2l.train_cli import preset_path
 
     # the published checkpoint runs as the paper's robot code runs it (preset `paper`:
@@ -78,7 +82,7 @@ def run(args: argparse.Namespace) -> int:
     cfg = C.load(C.default_config_path(), preset_path('paper'), *args.config)
     weights, source = load_weights(args, cfg)
     report = fidelity_report(weights, cfg, args.tasks, seed=args.seed, chunk=args.chunk,
-                             target_rel_se=args.target_rel_se)
+                             target_rel_se=args.target_rel_se, device=device)
     report['source'] = source
     report['config_hash'] = C.config_hash(cfg)
     if args.json:
