@@ -8,7 +8,10 @@ Rows, group ``meta-training`` (each preset in its own process, so the peak memor
   quantiser and test trial, then Adam. ``--quick``: 1 iteration, no warm-up; full: 1 warm-up + 3.
   Notes: torch threads, peak resident memory of that process. ``...iteration.alt_threads``:
   the same with the other thread setting (1 when the default is more, else all cores; full run
-  only; ``make bench`` runs 1 thread per process, as ``l2l-nmhw train``).
+  only; ``make bench`` runs 1 thread per process, as ``l2l-nmhw train``, so this is the
+  2-thread row there). ``...iteration.reference``: the default thread setting with the
+  step-by-step autograd loops instead of the fused ones (:mod:`l2l_nmhw_ros.snn.fused`; full
+  run only): the speed-up of the fused trial on a whole iteration.
 - ``meta.small.iteration``: the same at the ``small`` preset (batch 16, LSG 200, no PCM model in
   the loop, reach + Brownian tasks).
 
@@ -53,9 +56,14 @@ GOALS = [
      'TensorFlow code', 'meta.paper.iteration', TF_REFERENCE_S,
      'official TF 2.15 code ≈ 89 s and ~17 GB per iteration, measured on this machine kind by '
      'the reference notes (paper-notes §7), NOT in this run'),
+    ('paper-size meta-training iteration ≤ 2.5 s on 2 CPU threads (issue 16; the FLOP floor '
+     'is ~2 s here)', 'meta.paper.iteration.alt_threads', 2.5,
+     'the alt_threads row runs 2 threads under make bench (1 per process by default)'),
 ]
 RATIOS = [
     ('meta iteration: paper / small preset', 'meta.paper.iteration', 'meta.small.iteration'),
+    ('paper iteration: step-by-step reference / fused loops (same threads)',
+     'meta.paper.iteration.reference', 'meta.paper.iteration'),
     ('meta iteration at the paper preset: other thread setting / default',
      'meta.paper.iteration.alt_threads', 'meta.paper.iteration'),
     ('trial cost n=1000 / n=250, batch 1', 'scale.trial.n1000.b1', 'scale.trial.n250.b1'),
@@ -80,15 +88,16 @@ def paper_config(n_rec: int | None = None, batch: int | None = None, preset: str
     return cfg
 
 
-def _meta_worker(preset: str, iterations: int, warmup: int, threads: int) -> dict:
+def _meta_worker(preset: str, iterations: int, warmup: int, threads: int,
+                 fused: int = 1) -> dict:
     """Run in a child process: time ``iterations`` meta-training steps after ``warmup``, with
-    ``threads`` torch threads (0: the process default)."""
+    ``threads`` torch threads (0: the process default), fused loops or the reference."""
     from l2l_nmhw_ros.l2l.meta import MetaTrainer
 
     if threads > 0:
         torch.set_num_threads(threads)
     cfg = paper_config(preset=preset)
-    trainer = MetaTrainer(cfg)
+    trainer = MetaTrainer(cfg, fused=bool(fused))
     for _ in range(warmup):
         trainer.step()
     times = []
@@ -99,14 +108,15 @@ def _meta_worker(preset: str, iterations: int, warmup: int, threads: int) -> dic
     return {'times': times, 'threads': torch.get_num_threads(),
             'maxrss_gb': resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6,
             'batch': cfg.meta.batch_size, 'n_lsg': cfg.lsg.n_rec, 'n_rec': cfg.trainee.n_rec,
-            'pcm': cfg.meta.pcm_in_loop}
+            'pcm': cfg.meta.pcm_in_loop, 'fused': bool(fused)}
 
 
 def _preset_row(preset: str, iterations: int, warmup: int, timeout_s: float,
-                threads: int = 0) -> dict:
-    name = f'meta.{preset}.iteration' + ('.alt_threads' if threads else '')
+                threads: int = 0, fused: bool = True) -> dict:
+    name = (f'meta.{preset}.iteration' + ('.alt_threads' if threads else '')
+            + ('' if fused else '.reference'))
     cmd = [sys.executable, '-m', 'bench.bench_scaling', '--worker', preset, str(iterations),
-           str(warmup), str(threads)]
+           str(warmup), str(threads), str(int(fused))]
     try:
         out = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout_s,
                              cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -119,7 +129,8 @@ def _preset_row(preset: str, iterations: int, warmup: int, timeout_s: float,
     warm = f'{warmup} warm-up + {iterations}' if warmup else f'{iterations}, no warm-up'
     return row(GROUP_META, name, t[len(t) // 2], (t[-1] - t[0]) / 2, len(t),
                f"batch {res['batch']}, trainee {res['n_rec']} + LSG {res['n_lsg']}, PCM in loop "
-               f"{res['pcm']}; iterations {warm}; torch threads {res['threads']}; peak memory "
+               f"{res['pcm']}; {'fused' if res['fused'] else 'step-by-step reference'} loops; "
+               f"iterations {warm}; torch threads {res['threads']}; peak memory "
                f"{res['maxrss_gb']:.1f} GB", peak_memory_gb=res['maxrss_gb'],
                torch_threads=res['threads'])
 
@@ -171,8 +182,9 @@ def run(quick: bool = False) -> list[dict]:
         trial_grid = [(250, 1), (1000, 1), (250, 90)]
         meta_grid = [(250, 1), (1000, 1)]
     else:
-        alt = 1 if torch.get_num_threads() > 1 else (os.cpu_count() or 2)
+        alt = 1 if torch.get_num_threads() > 1 else 2
         rows = [_preset_row('paper', 3, 1, 1800), _preset_row('paper', 3, 1, 1800, threads=alt),
+                _preset_row('paper', 3, 1, 1800, fused=False),
                 _preset_row('small', 5, 1, 600), _preset_row('small', 5, 1, 600, threads=alt)]
         trial_grid = [(n, b) for n in (250, 500, 1000) for b in (1, 10, 90)]
         meta_grid = [(n, b) for b in (1, 10) for n in (250, 500, 1000)]
@@ -180,7 +192,7 @@ def run(quick: bool = False) -> list[dict]:
 
 
 if __name__ == '__main__':
-    if len(sys.argv) == 6 and sys.argv[1] == '--worker':
+    if len(sys.argv) in (6, 7) and sys.argv[1] == '--worker':
         print(json.dumps(_meta_worker(sys.argv[2], *(int(a) for a in sys.argv[3:]))))
     else:
         for r in run(quick=True):

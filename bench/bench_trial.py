@@ -13,7 +13,13 @@ Rows (group ``trial``; torch sides with 1 torch thread, best for batch 1 on this
   (brian2's precision): the like-for-like side of the brian2 comparison.
 - ``trial.b1.torch.float32``: the same in float32 (what the package runs).
 - ``trial.b1.torch.pcm_read_noise``: float32, every MVM through ``PCMModel.mvm`` (read noise,
-  the meta-training and evaluation model).
+  the meta-training and evaluation model), the step-by-step loop (the reference);
+  ``...pcm_read_noise.fused``: the same trial through the fused loop
+  (:func:`~l2l_nmhw_ros.snn.trainee.run_trial_fused`, what meta-training and evaluation run).
+- ``trial.grad.b{1,90}.{reference,fused}``: a differentiable trial with PCM read noise, forward
+  AND backward (BPTT of the readout's squared sum to the weights), at batch 1 (one shared
+  matrix) and batch 90 (per-task matrices, as meta-training's test trial), step-by-step
+  reference vs fused loop, timed interleaved.
 - ``trial.b1.accelerator.compiled``: the accelerator's trial (``reach.accelerator.Accelerator``,
   as the ``pcm_accelerator`` node runs it: default configuration, ``fast_trials`` on): the same
   initial weights packed in the (252, 255) matrix and programmed on a
@@ -33,11 +39,11 @@ import time
 
 import torch
 
-from bench.common import measure, row, skipped, torch_threads
+from bench.common import measure, measure_interleaved, row, skipped, torch_threads
 from l2l_nmhw_ros import config as C
 from l2l_nmhw_ros.pcm import PCMModel
 from l2l_nmhw_ros.snn.encoding import clock_input
-from l2l_nmhw_ros.snn.trainee import init_trainee_weights, run_trial
+from l2l_nmhw_ros.snn.trainee import init_trainee_weights, run_trial, run_trial_fused
 
 GROUP = 'trial'
 NETWORK_TIME_S = 0.249  # one trial: 249 steps of 1 ms (paper code --trajectory_length 249)
@@ -52,13 +58,20 @@ RATIOS = [
      'trial.b1.torch.float32'),
     ('accelerator trial: torch loop / compiled kernel, b1', 'trial.b1.torch.accelerator',
      'trial.b1.accelerator.compiled'),
+    ('PCM trial without gradient: reference / fused loop, b1', 'trial.b1.torch.pcm_read_noise',
+     'trial.b1.torch.pcm_read_noise.fused'),
+    ('PCM trial forward + backward: reference / fused loop, b1', 'trial.grad.b1.reference',
+     'trial.grad.b1.fused'),
+    ('PCM trial forward + backward: reference / fused loop, b90', 'trial.grad.b90.reference',
+     'trial.grad.b90.fused'),
 ]
 
 GOALS = [
     ('trainee trial on the emulated PCM ≥ 100× faster than real time (accelerator, b1)',
      'trial.b1.accelerator.compiled', NETWORK_TIME_S / 100, '249 ms of network time / 100'),
-    ('trainee trial with PCM read noise ≥ 100× faster than real time (PCMModel, b1)',
-     'trial.b1.torch.pcm_read_noise', NETWORK_TIME_S / 100, '249 ms of network time / 100'),
+    ('trainee trial with PCM read noise ≥ 100× faster than real time (PCMModel, b1, fused)',
+     'trial.b1.torch.pcm_read_noise.fused', NETWORK_TIME_S / 100,
+     '249 ms of network time / 100'),
 ]
 
 
@@ -135,6 +148,10 @@ def run(quick: bool = False) -> list[dict]:
             'pcm_read_noise': lambda: run_trial(w32['w_in'], w32['w_rec'], w32['w_out'], x32,
                                                 cfg.trainee,
                                                 lambda a, b: pcm.mvm(a, b, generator=gen)),
+            'pcm_read_noise.fused': lambda: run_trial_fused(
+                w32['w_in'], w32['w_rec'], w32['w_out'], x32, cfg.trainee,
+                lambda a, b: pcm.mvm(a, b, generator=gen),
+                read_var=lambda w: pcm.read_noise_sd(w) ** 2, generator=gen),
         }
         for name, fn in variants.items():
             med, spread, n = measure(fn, repeat=rep)
@@ -166,7 +183,47 @@ def run(quick: bool = False) -> list[dict]:
                                 f'{_rtf(med)}; {spikes} spikes; Crossbar ({cfg.pcm.preset} '
                                 f'preset, as the node) read at t = 1 h; {how}; torch threads '
                                 f'{THREADS}', rtf=NETWORK_TIME_S / med, spikes=spikes))
+    rows += _grad_rows(cfg, w32, pcm, quick)
     rows += _brian2_rows(w64, x64, cfg, 3 if quick else 7, quick, spikes64)
+    return rows
+
+
+def _grad_rows(cfg: C.L2LConfig, w32: dict[str, torch.Tensor], pcm: PCMModel,
+               quick: bool) -> list[dict]:
+    """Forward + backward of one PCM trial, reference vs fused, batch 1 and 90."""
+    rows = []
+    for batch in (1, 90):
+        gen = torch.Generator().manual_seed(5)
+        noise = torch.Generator().manual_seed(6)
+        if batch == 1:
+            w = {k: v.clone().requires_grad_() for k, v in w32.items()}
+        else:  # per-task matrices, as after the update
+            w = {k: (v + 0.01 * torch.randn((batch, *v.shape), generator=gen)).requires_grad_()
+                 for k, v in w32.items()}
+        x = clock_input(cfg.task, batch, n_in=cfg.trainee.n_in)
+
+        def mvm(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+            return pcm.mvm(a, b, generator=noise)
+
+        def step(fused: bool) -> None:
+            if fused:
+                r = run_trial_fused(w['w_in'], w['w_rec'], w['w_out'], x, cfg.trainee, mvm,
+                                    read_var=lambda m: pcm.read_noise_sd(m) ** 2,
+                                    generator=noise)
+            else:
+                r = run_trial(w['w_in'], w['w_rec'], w['w_out'], x, cfg.trainee, mvm)
+            (r.y ** 2).sum().backward()
+
+        with torch_threads(THREADS):
+            res = measure_interleaved({'reference': lambda: step(False),
+                                       'fused': lambda: step(True)},
+                                      repeat=3 if quick else (9 if batch == 1 else 5))
+        for name, (med, spread, n) in res.items():
+            rows.append(row(GROUP, f'trial.grad.b{batch}.{name}', med, spread, n,
+                            f'{_rtf(med)}; forward + backward, PCM read noise, '
+                            f'{"shared" if batch == 1 else "per-task"} weights; '
+                            f'{"fused loop" if name == "fused" else "step-by-step autograd"}; '
+                            f'interleaved; torch threads {THREADS}', rtf=NETWORK_TIME_S / med))
     return rows
 
 

@@ -211,12 +211,15 @@ class MetaTrainer:
         dtype: of the meta-parameters and tasks (float32; float64 for exactness tests).
         world: this process's rank in data-parallel training
             (:mod:`l2l_nmhw_ros.l2l.distributed`); default alone.
+        fused: the recurrent loops through :mod:`l2l_nmhw_ros.snn.fused` (default); False:
+            the step-by-step autograd reference (benchmarks, tests).
     """
 
     def __init__(self, cfg: L2LConfig, *, backend: Any | None = None,
                  device: torch.device | str = 'cpu', dtype: torch.dtype = torch.float32,
-                 world: World = SINGLE) -> None:
+                 world: World = SINGLE, fused: bool = True) -> None:
         self.cfg = cfg
+        self.fused = fused
         self.device = torch.device(device)
         self.dtype = dtype
         self.world = world
@@ -277,7 +280,7 @@ class MetaTrainer:
                 continue
             sub = tasks.subset(lo, hi) if (lo, hi) != (0, tasks.batch) else tasks
             res = adapt(self.trainee_weights(), self.lsg_weights(), sub, self.cfg,
-                        backend=backend, generator=gen)
+                        backend=backend, generator=gen, fused=self.fused)
             terms.append(loss_terms(res, sub, self.cfg))
         return combine_terms(terms, self.cfg, world)
 

@@ -54,6 +54,9 @@ def default_mvm(x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
         w = w[0]
     if w.ndim == 2:
         return x @ w.transpose(0, 1)
+    if x.ndim == 3 and w.ndim == 3 and x.shape[1] == w.shape[0] and w.shape[0] > 1:
+        # a whole trial (time, batch, n_pre) on per-task matrices: one batched GEMM
+        return torch.bmm(x.transpose(0, 1), w.transpose(1, 2)).transpose(0, 1)
     return torch.matmul(x.unsqueeze(-2), w.transpose(-1, -2)).squeeze(-2)
 
 
