@@ -162,7 +162,8 @@ def combine_terms(terms: list[dict[str, torch.Tensor]], cfg: L2LConfig,
     rate_l = world.all_reduce_autograd(sum(t['rate_lsg'] for t in terms))
     stats = sum(t['stats'] for t in terms).clone()
     counts = torch.tensor([float(sum(t['count_trainee'] for t in terms)),
-                           float(sum(t['count_lsg'] for t in terms))], dtype=torch.float64)
+                           float(sum(t['count_lsg'] for t in terms))], dtype=torch.float64,
+                          device=stats.device)  # nccl reduces device tensors only
     world.all_reduce_(stats)
     world.all_reduce_(counts)
     n_tasks = float(stats[-1])
