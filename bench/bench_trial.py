@@ -191,39 +191,41 @@ def run(quick: bool = False) -> list[dict]:
 def _grad_rows(cfg: C.L2LConfig, w32: dict[str, torch.Tensor], pcm: PCMModel,
                quick: bool) -> list[dict]:
     """Forward + backward of one PCM trial, reference vs fused, batch 1 and 90."""
+    return [r for batch in (1, 90) for r in _grad_pair(cfg, w32, pcm, batch, quick)]
+
+
+def _grad_pair(cfg: C.L2LConfig, w32: dict[str, torch.Tensor], pcm: PCMModel, batch: int,
+               quick: bool) -> list[dict]:
+    gen = torch.Generator().manual_seed(5)
+    noise = torch.Generator().manual_seed(6)
+    if batch == 1:
+        w = {k: v.clone().requires_grad_() for k, v in w32.items()}
+    else:  # per-task matrices, as after the update
+        w = {k: (v + 0.01 * torch.randn((batch, *v.shape), generator=gen)).requires_grad_()
+             for k, v in w32.items()}
+    x = clock_input(cfg.task, batch, n_in=cfg.trainee.n_in)
+
+    def mvm(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        return pcm.mvm(a, b, generator=noise)
+
+    def step(fused: bool) -> None:
+        if fused:
+            r = run_trial_fused(w['w_in'], w['w_rec'], w['w_out'], x, cfg.trainee, mvm,
+                                read_var=lambda m: pcm.read_noise_sd(m) ** 2, generator=noise)
+        else:
+            r = run_trial(w['w_in'], w['w_rec'], w['w_out'], x, cfg.trainee, mvm)
+        (r.y ** 2).sum().backward()
+
+    with torch_threads(THREADS):
+        res = measure_interleaved({'reference': lambda: step(False), 'fused': lambda: step(True)},
+                                  repeat=3 if quick else (9 if batch == 1 else 5))
     rows = []
-    for batch in (1, 90):
-        gen = torch.Generator().manual_seed(5)
-        noise = torch.Generator().manual_seed(6)
-        if batch == 1:
-            w = {k: v.clone().requires_grad_() for k, v in w32.items()}
-        else:  # per-task matrices, as after the update
-            w = {k: (v + 0.01 * torch.randn((batch, *v.shape), generator=gen)).requires_grad_()
-                 for k, v in w32.items()}
-        x = clock_input(cfg.task, batch, n_in=cfg.trainee.n_in)
-
-        def mvm(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-            return pcm.mvm(a, b, generator=noise)
-
-        def step(fused: bool) -> None:
-            if fused:
-                r = run_trial_fused(w['w_in'], w['w_rec'], w['w_out'], x, cfg.trainee, mvm,
-                                    read_var=lambda m: pcm.read_noise_sd(m) ** 2,
-                                    generator=noise)
-            else:
-                r = run_trial(w['w_in'], w['w_rec'], w['w_out'], x, cfg.trainee, mvm)
-            (r.y ** 2).sum().backward()
-
-        with torch_threads(THREADS):
-            res = measure_interleaved({'reference': lambda: step(False),
-                                       'fused': lambda: step(True)},
-                                      repeat=3 if quick else (9 if batch == 1 else 5))
-        for name, (med, spread, n) in res.items():
-            rows.append(row(GROUP, f'trial.grad.b{batch}.{name}', med, spread, n,
-                            f'{_rtf(med)}; forward + backward, PCM read noise, '
-                            f'{"shared" if batch == 1 else "per-task"} weights; '
-                            f'{"fused loop" if name == "fused" else "step-by-step autograd"}; '
-                            f'interleaved; torch threads {THREADS}', rtf=NETWORK_TIME_S / med))
+    for name, (med, spread, n) in res.items():
+        rows.append(row(GROUP, f'trial.grad.b{batch}.{name}', med, spread, n,
+                        f'{_rtf(med)}; forward + backward, PCM read noise, '
+                        f'{"shared" if batch == 1 else "per-task"} weights; '
+                        f'{"fused loop" if name == "fused" else "step-by-step autograd"}; '
+                        f'interleaved; torch threads {THREADS}', rtf=NETWORK_TIME_S / med))
     return rows
 
 
