@@ -14,6 +14,7 @@ PKG := l2l_nmhw_ros
 SHARE := $(VENV)/share/$(PKG)
 STAMP := $(VENV)/.installed
 QUICK ?=
+VIEW ?=
 PYTEST_ARGS ?=
 
 # DDS stays on this machine; every process gets its own log dir; share files via ament_index.
@@ -53,8 +54,9 @@ venv: $(STAMP)
 	@touch $(VENV)/share/ament_index/resource_index/packages/$(PKG)
 	@for d in launch config urdf checkpoints package.xml; do ln -sfn $(abspath .)/$$d $(SHARE)/$$d; done
 
+# VIEW=1: also the live 3D web view (http://127.0.0.1:8080); the graph stays up until Ctrl-C
 demo: venv
-	$(ros_env); $(PY) -m l2l_nmhw_ros.cli demo $(DEMO_ARGS)
+	$(ros_env); $(PY) -m l2l_nmhw_ros.cli demo $(if $(VIEW),--viewer --hold inf,) $(DEMO_ARGS)
 
 test: venv
 	$(ros_env); $(PY) -m pytest $(PYTEST_ARGS)

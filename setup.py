@@ -11,6 +11,7 @@ NODES = {
     'snn_controller': 'l2l_nmhw_ros.ros.snn_controller_node:main',
     'arm_sim': 'l2l_nmhw_ros.ros.arm_sim_node:main',
     'ed_scorbot_driver': 'l2l_nmhw_ros.ros.ed_scorbot_driver_node:main',
+    'web_viewer': 'l2l_nmhw_ros.ros.web_viewer_node:main',
 }
 
 

@@ -33,7 +33,8 @@ from l2l_nmhw_ros.pcm import device
 from l2l_nmhw_ros.pcm.crossbar import Crossbar
 
 __all__ = ['DEFAULT_LEVELS', 'DEFAULT_TIMES', 'censored_normal_sd', 'characterize',
-           'folded_normal_mgf', 'folded_normal_moments', 'format_table', 'write_plots']
+           'folded_normal_mgf', 'folded_normal_moments', 'format_table', 'make_figures',
+           'nu_model', 'prog_sd_model', 'write_plots']
 
 #: Target levels ĝ (on the 1/16 update grid, so that one update programs them exactly).
 DEFAULT_LEVELS = (1 / 16, 2 / 16, 3 / 16, 4 / 16, 6 / 16, 8 / 16, 10 / 16, 12 / 16, 14 / 16, 1.0)
@@ -129,16 +130,15 @@ def characterize(cfg: PCMConfig, *, levels: tuple[float, ...] = DEFAULT_LEVELS,
         gh = torch.tensor(g_hat, dtype=torch.float64)
         g_t = g_hat * cfg.g_max
         err = g_prog[i] - g_t
-        sig = float(device.sigma_prog(gh, cfg)) if dev.prog_noise_on else 0.0
         sd_meas = float(err.std())
         # paper_code shares one draw by the N devices of a weight: n / N independent samples
         n_ind = n // cfg.n_devices if dev.per_weight_draws else n
         row: dict[str, Any] = {
             'g_hat': g_hat, 'g_target': g_t,
-            'prog_sd': _stat(sd_meas, censored_normal_sd(g_t, sig, 0.0, cfg.g_max),
+            'prog_sd': _stat(sd_meas, prog_sd_model(g_hat, cfg, dev.prog_noise_on),
                              sd_meas / math.sqrt(2 * (n_ind - 1)))}
         mu_nu, sd_nu = float(device.nu_mean(gh, cfg)), float(device.nu_std(gh, cfg))
-        f_mean, f_sd = folded_normal_moments(mu_nu, sd_nu) if drift_on else (0.0, 0.0)
+        f_mean, f_sd = nu_model(g_hat, cfg, drift_on)
         true_last = reads[t_last][0][i]
         pos = g_prog[i] > 0
         if drift_on and ratio_last > 1.0:
@@ -201,62 +201,108 @@ def format_table(result: dict[str, Any]) -> str:
     return '\n'.join(lines)
 
 
-def write_plots(result: dict[str, Any], cfg: PCMConfig, out_dir: str | Path) -> list[Path]:
-    """Write the characterisation plots (PNG, matplotlib Agg) to ``out_dir``; return the paths.
+def prog_sd_model(g_hat: float, cfg: PCMConfig, prog_noise_on: bool = True) -> float:
+    """Return the model SD [µS] of the programmed conductance at target ĝ: σ_prog(ĝ) of a
+    normal censored at [0, g_max] (the value the table compares against; the clipping at g_max
+    halves the SD at ĝ = 1). 0 when the preset has no programming noise."""
+    if not prog_noise_on:
+        return 0.0
+    sig = float(device.sigma_prog(torch.tensor(g_hat, dtype=torch.float64), cfg))
+    return censored_normal_sd(g_hat * cfg.g_max, sig, 0.0, cfg.g_max)
 
-    prog_noise.png (σ_prog vs ĝ), drift_nu.png (ν mean and SD vs ĝ), drift_mean.png (mean
-    g(t)/g_prog vs t), read_noise.png (read SD vs t).
+
+def nu_model(g_hat: float, cfg: PCMConfig, drift_on: bool = True) -> tuple[float, float]:
+    """Return the model mean and SD of the drift exponent ν at target ĝ: the folded normal
+    |N(μ_ν(ĝ), σ_ν(ĝ)²)| (the values the table compares against); (0, 0) without drift."""
+    if not drift_on:
+        return 0.0, 0.0
+    gh = torch.tensor(g_hat, dtype=torch.float64)
+    return folded_normal_moments(float(device.nu_mean(gh, cfg)), float(device.nu_std(gh, cfg)))
+
+
+def make_figures(result: dict[str, Any], cfg: PCMConfig) -> dict[str, Any]:
+    """Return the characterisation figures (matplotlib, not saved), by file name.
+
+    ``prog_noise.png`` (programming error SD vs target), ``drift_nu.png`` (ν mean and SD vs
+    target), ``drift_mean.png`` (mean g(t)/g_prog vs t), ``read_noise.png`` (read SD vs t).
+    Every model curve is the model the table's ``model`` column and ``z`` use (programming
+    noise: σ_prog censored at [0, g_max]; ν: the folded normal), evaluated on a grid that
+    contains the measured levels, so a measured point sits on its curve when the test passes.
     """
     import matplotlib
 
     matplotlib.use('Agg')
     import matplotlib.pyplot as plt
+    from matplotlib.lines import Line2D
 
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    dev = Crossbar(dataclasses.replace(cfg, delta_w_step=0.0), 1, 1, 0).device
     lv = result['levels']
     gh = [r['g_hat'] for r in lv]
-    grid = torch.linspace(0.0, 1.0, 201, dtype=torch.float64)
-    paths = []
+    g_max = result['g_max']
+    grid = sorted({*(i / 400 for i in range(1, 401)), *gh})
+    preset = result['preset']
+    figs: dict[str, Any] = {}
 
-    fig, ax = plt.subplots(figsize=(5, 3.6))
-    ax.plot(grid * cfg.g_max, device.sigma_prog(grid, cfg), 'k-', label='model σ_prog(ĝ)')
+    fig, ax = plt.subplots(figsize=(6, 4.2))
+    ax.plot([g * g_max for g in grid], [prog_sd_model(g, cfg, dev.prog_noise_on) for g in grid],
+            'k-', label='model: σ_prog(ĝ) clipped to [0, g_max]')
+    if dev.prog_noise_on:
+        raw = device.sigma_prog(torch.tensor(grid, dtype=torch.float64), cfg)
+        ax.plot([g * g_max for g in grid], raw, color='0.6', ls=':', lw=1,
+                label='σ_prog(ĝ) before clipping')
     ax.errorbar([r['g_target'] for r in lv], [r['prog_sd']['measured'] for r in lv],
-                yerr=[r['prog_sd']['se'] for r in lv], fmt='o', label='measured')
+                yerr=[r['prog_sd']['se'] for r in lv], fmt='o', label='measured ± SE')
     ax.set(xlabel='target conductance [µS]', ylabel='programming error SD [µS]',
-           title=f"programming noise ({result['preset']})")
-    ax.legend()
-    paths.append(_save(fig, out / 'prog_noise.png'))
+           title=f'Programming noise ({preset} preset)')
+    ax.legend(fontsize=8)
+    ax.grid(alpha=0.3)
+    figs['prog_noise.png'] = fig
 
-    fig, ax = plt.subplots(figsize=(5, 3.6))
-    mom = [folded_normal_moments(float(device.nu_mean(g, cfg)), float(device.nu_std(g, cfg)))
-           for g in grid[1:]]
-    ax.plot(grid[1:] * cfg.g_max, [m[0] for m in mom], 'k-', label='model mean |N(μ_ν, σ_ν)|')
-    ax.plot(grid[1:] * cfg.g_max, [m[1] for m in mom], 'k--', label='model SD')
+    fig, ax = plt.subplots(figsize=(6, 4.2))
+    mom = [nu_model(g, cfg, dev.drift_on) for g in grid]
+    ax.plot([g * g_max for g in grid], [m[0] for m in mom], 'k-',
+            label='model mean of |N(μ_ν, σ_ν²)|')
+    ax.plot([g * g_max for g in grid], [m[1] for m in mom], 'k--', label='model SD')
     ax.errorbar([r['g_target'] for r in lv], [r['nu_mean']['measured'] for r in lv],
-                yerr=[r['nu_mean']['se'] for r in lv], fmt='o', label='measured mean')
+                yerr=[r['nu_mean']['se'] for r in lv], fmt='o', label='measured mean ± SE')
     ax.plot([r['g_target'] for r in lv], [r['nu_sd']['measured'] for r in lv], 's',
             label='measured SD')
-    ax.set(xlabel='target conductance [µS]', ylabel='drift exponent ν', title='drift exponent')
-    ax.legend(fontsize=7)
-    paths.append(_save(fig, out / 'drift_nu.png'))
+    ax.set(xlabel='target conductance [µS]', ylabel='drift exponent ν [1]',
+           title=f'Drift exponent ({preset} preset)')
+    ax.legend(fontsize=8)
+    ax.grid(alpha=0.3)
+    figs['drift_nu.png'] = fig
 
-    for key, name, ylabel in (('drift_mean', 'drift_mean.png', 'mean g(t) / mean g_prog'),
-                              ('read_sd', 'read_noise.png', 'read-noise SD [µS]')):
-        fig, ax = plt.subplots(figsize=(5, 3.6))
+    for key, name, ylabel, title in (
+            ('drift_mean', 'drift_mean.png', 'mean g(t) / mean g_prog [1]', 'Drift of the mean'),
+            ('read_sd', 'read_noise.png', 'read-noise SD [µS]', 'Read noise of one read')):
+        fig, ax = plt.subplots(figsize=(8.4, 4.4))
         for r, g in zip(lv, gh, strict=True):
             ts = [c['t'] for c in r[key]]
             line, = ax.plot(ts, [c['model'] for c in r[key]], '-', lw=1)
             ax.plot(ts, [c['measured'] for c in r[key]], 'o', ms=3, color=line.get_color(),
-                    label=f'ĝ = {g:.3f}')
+                    label=f'ĝ = {g:.3f} ({g * g_max:.1f} µS)')
         ax.set_xscale('log')
         if key == 'read_sd':
             ax.set_yscale('log')
-        ax.set(xlabel='time after programming [s]', ylabel=ylabel)
-        ax.set_title(f'{ylabel}\n(lines: model, dots: measured)', fontsize=9)
-        ax.legend(fontsize=6, ncol=2)
-        paths.append(_save(fig, out / name))
-    return paths
+        ax.set(xlabel='time after programming [s]', ylabel=ylabel,
+               title=f'{title} ({preset} preset)')
+        handles, labels = ax.get_legend_handles_labels()
+        handles += [Line2D([], [], color='k', lw=1), Line2D([], [], color='k', ls='none',
+                                                            marker='o', ms=3)]
+        labels += ['model', 'measured']
+        ax.legend(handles, labels, fontsize=7, loc='center left', bbox_to_anchor=(1.01, 0.5))
+        ax.grid(alpha=0.3, which='both')
+        figs[name] = fig
+    return figs
+
+
+def write_plots(result: dict[str, Any], cfg: PCMConfig, out_dir: str | Path) -> list[Path]:
+    """Write :func:`make_figures` as PNG files (matplotlib Agg) to ``out_dir``; return the
+    paths."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    return [_save(fig, out / name) for name, fig in make_figures(result, cfg).items()]
 
 
 def _save(fig: Any, path: Path) -> Path:

@@ -348,4 +348,16 @@ def test_the_reach_launch_file_describes_the_graph(repo_root: Path) -> None:
     assert [n.label for n in d.nodes] == ['pcm_accelerator', 'snn_controller',
                                           'ed_scorbot_driver']
     assert d.nodes[1].remaps == (('reach_target', 'clicked_point'),)
-    assert d.skipped == ('arm_sim', 'robot_state_publisher', 'rviz2')
+    assert d.skipped == ('arm_sim', 'robot_state_publisher', 'rviz2', 'web_viewer')
+    # viewer:=true adds the web view (a console script of the package), on loopback, its
+    # targets on the controller's target topic, the accelerator's state file to watch
+    d = LF.load_launch_file(path, {'viewer': 'true', 'target_topic': 'goal',
+                                   'pcm_state_file': '/tmp/x.safetensors'})
+    assert [n.label for n in d.nodes] == ['pcm_accelerator', 'snn_controller', 'arm_sim',
+                                          'web_viewer']
+    v = d.nodes[3]
+    assert v.exec in scripts
+    assert dict(v.params) | {'checkpoint': ''} == {
+        'use_sim_time': 'false', 'host': '127.0.0.1', 'port': '8080', 'checkpoint': '',
+        'pcm_state_file': '/tmp/x.safetensors'}
+    assert v.remaps == (('reach_target', 'goal'),)

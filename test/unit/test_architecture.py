@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-CORE = ('pcm', 'snn', 'l2l', 'arm', 'reach', 'reference')
+CORE = ('pcm', 'snn', 'l2l', 'arm', 'reach', 'reference', 'viewer')
 PKG = Path(__file__).resolve().parents[2] / 'l2l_nmhw_ros'
 
 

@@ -58,6 +58,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help='wall-clock seconds the demo waits for the result of one target '
                         "(150; the controller's own control.episode_timeout is 120)")
     parser.add_argument('--no-plots', action='store_true', help='skip the PNG plots')
+    parser.add_argument('--viewer', action='store_true',
+                        help='also start the live 3D web view (web_viewer, viser) and print its '
+                        'URL (make demo VIEW=1)')
+    parser.add_argument('--viewer-port', type=int, default=8080,
+                        help='TCP port of the web view on 127.0.0.1 (8080; the next free one '
+                        'if taken)')
+    parser.add_argument('--hold', type=float, default=0.0,
+                        help='wall-clock seconds the graph stays up after the last target, e.g. '
+                        'to click targets in the web view (0; inf = until Ctrl-C)')
     parser.add_argument('--verbose', action='store_true', help="echo the nodes' output")
     parser.add_argument('--json', action='store_true', help='machine-readable output')
 
@@ -93,8 +102,13 @@ def _f(r: dict[str, str], key: str) -> float:
 
 def run_demo(n_targets: int = 5, seed: int = 1, output: str | Path = DEFAULT_OUTPUT,
              checkpoint: str = '', real_time_factor: float = 4.0, timeout: float = 150.0,
-             plots: bool = True, verbose: bool = False, say: Any = print) -> dict[str, Any]:
+             plots: bool = True, verbose: bool = False, say: Any = print, viewer: bool = False,
+             viewer_port: int = 8080, hold: float = 0.0) -> dict[str, Any]:
     """Run the demo; return the summary dict (also written to ``<output>/summary.json``).
+
+    With ``viewer`` the graph includes ``web_viewer`` (http://127.0.0.1:``viewer_port``); with
+    ``hold`` > 0 the graph stays up that many wall-clock seconds after the last target (Ctrl-C
+    ends the wait), e.g. to send targets from the view.
 
     Raises:
         RuntimeError: the graph did not come up, or a node died.
@@ -128,7 +142,8 @@ def run_demo(n_targets: int = 5, seed: int = 1, output: str | Path = DEFAULT_OUT
     state_file = (out / 'pcm_state.safetensors').resolve()
     desc = load_launch_file(launch_file, {
         'arm': 'sim', 'use_sim_time': 'true', 'real_time_factor': str(real_time_factor),
-        'checkpoint': str(ckpt), 'pcm_state_file': str(state_file)})
+        'checkpoint': str(ckpt), 'pcm_state_file': str(state_file),
+        'viewer': 'true' if viewer else 'false', 'viewer_port': str(viewer_port)})
     say(f'l2l-nmhw demo: {n_targets} reach targets (seed {seed}), checkpoint {ckpt}')
     say(f"graph: {', '.join(n.label for n in desc.nodes)} (separate processes); ROS_DOMAIN_ID="
         f"{env['ROS_DOMAIN_ID']}, loopback only; arm simulation at {real_time_factor:g}x real "
@@ -164,6 +179,8 @@ def run_demo(n_targets: int = 5, seed: int = 1, output: str | Path = DEFAULT_OUT
         up_s = time.monotonic() - t0
         say(f'every node is up ({up_s:.1f} s): '
             f"{', '.join(sorted(set(client.node.get_node_names()) - {'l2l_demo'}))}")
+        if viewer:
+            say(f'live 3D view: {_viewer_url(launcher, viewer_port)} (this machine only)')
         say('')
         say(f"{'#':>2}  {'target x, y, z [m]':>22}  {'error no update [m]':>19}  "
             f"{'after 1 update [m]':>18}  {'devices':>7}  {'latency [ms]':>12}")
@@ -198,6 +215,13 @@ def run_demo(n_targets: int = 5, seed: int = 1, output: str | Path = DEFAULT_OUT
             say(f"{i + 1:>2}  {xyz:>22}  {row['error_no_update_m']:>19.3f}  "
                 f"{row['error_after_update_m']:>18.3f}  {row['devices_programmed'] or 0:>7d}  "
                 f"{row['adaptation_latency_ms']:>12.0f}")
+        if hold > 0:
+            say(f"the graph stays up {'until Ctrl-C' if math.isinf(hold) else f'{hold:g} s'}"
+                + (' (send targets from the web view)' if viewer else ''))
+            try:
+                client.spin_until(lambda: False, hold, alive)
+            except KeyboardInterrupt:
+                say('')
         ok, msg = client.save_state()
         if not ok:
             problems.append(f'save_state: {msg}')
@@ -232,6 +256,21 @@ def run_demo(n_targets: int = 5, seed: int = 1, output: str | Path = DEFAULT_OUT
     summary = _clean(summary)
     (out / 'summary.json').write_text(json.dumps(summary, indent=2) + '\n', encoding='utf-8')
     return summary
+
+
+def _viewer_url(launcher: Any, port: int, wait_s: float = 10.0) -> str:
+    """The web view's URL as its node logged it (the port may be the next free one)."""
+    import re
+
+    proc = next((p for p in launcher.procs if p.spec.label == 'web_viewer'), None)
+    deadline = time.monotonic() + wait_s
+    while proc is not None and time.monotonic() < deadline:
+        text = proc.log_path.read_text(errors='replace') if proc.log_path.is_file() else ''
+        m = re.search(r'web view at (http://\S+)', text)
+        if m:
+            return m.group(1)
+        time.sleep(0.2)
+    return f'http://127.0.0.1:{port}'
 
 
 def _clean(x: Any) -> Any:
@@ -278,100 +317,146 @@ def _windows(status: list[dict[str, str]], crc: str) -> dict[str, tuple[float, f
     return out
 
 
-def _plots(out: Path, cfg: C.L2LConfig, rows: list[dict[str, Any]], status: list, signals: list,
-           demos: list, js_t: np.ndarray, js_q: np.ndarray, state_file: Path) -> list[str]:
+#: line style of each curve of an episode (the legend's second half)
+_STYLES = (('demonstration', ':', 1.2), ('executed before the update', '--', 1.1),
+           ('executed after one on-chip update', '-', 1.7))
+
+
+def _style_handles(star: bool = True) -> list[Any]:
+    """Legend entries of the line styles and (``star``) the target marker, in black (the
+    colour says which target)."""
+    from matplotlib.lines import Line2D
+
+    return [*([Line2D([], [], color='k', marker='*', ms=12, ls='none', label='target')]
+              if star else []),
+            *[Line2D([], [], color='k', ls=ls, lw=lw, label=lab) for lab, ls, lw in _STYLES]]
+
+
+def make_figures(cfg: C.L2LConfig, rows: list[dict[str, Any]], status: list, signals: list,
+                 demos: list, js_t: np.ndarray, js_q: np.ndarray,
+                 state_file: Path | None = None) -> dict[str, Any]:
+    """Return the demo's figures (matplotlib, not saved), by file name.
+
+    ``paths.png``: end-effector paths (top and side views), ``joints.png``: the learned joints
+    over network time, ``learning_signal.png``: the learning signal of each episode,
+    ``conductance.png`` (when ``state_file`` exists): G+ and G− after the demo. One colour per
+    target in every figure (the legend names each target); line style = what is drawn.
+
+    Args:
+        cfg: the checkpoint's configuration (task, arm, pcm, trainee sections).
+        rows: one dict per target (``target`` [m], ``crc``).
+        status: the accelerator's status messages as key -> value dicts.
+        signals: learning signals (249, 250), one per episode.
+        demos: demonstrations, joint positions (249, n_joints) [rad] in ``arm.joints`` order.
+        js_t, js_q: joint states: stamps [s] (n,) and positions (n, n_joints) [rad].
+        state_file: the crossbar's state file (safetensors) or None.
+    """
     import matplotlib
 
     matplotlib.use('Agg')
     import matplotlib.pyplot as plt
+    from matplotlib.lines import Line2D
 
     from l2l_nmhw_ros.arm.kinematics import forward_kinematics
 
-    files = []
+    figs: dict[str, Any] = {}
     dt = cfg.task.dt
     n = len(rows)
     colors = plt.cm.tab10(np.arange(max(n, 1)) % 10)
+    styles = {'baseline': _STYLES[1], 'adapted': _STYLES[2]}
+    target_handles = []
+    for i, r in enumerate(rows):
+        xyz = ', '.join(f'{v:+.2f}' for v in r['target'])
+        target_handles.append(Line2D([], [], color=colors[i], lw=3,
+                                     label=f'target {i + 1}: ({xyz}) m'))
     # 1) target vs executed end-effector path (top and side views)
-    fig, axes = plt.subplots(1, 2, figsize=(12, 5.5))
+    fig, axes = plt.subplots(1, 2, figsize=(12, 6.4), layout='constrained')
     learned = list(cfg.task.learned_joints)  # only the learned joints move: one panel each
+    held = [j for j in cfg.arm.joints if j not in learned]
     cols = [list(cfg.arm.joints).index(name) for name in learned]
-    fig_j, axes_j = plt.subplots(len(cols), 1, figsize=(11, 2.2 + 2.4 * len(cols)), sharex=True,
-                                 squeeze=False)
+    fig_j, axes_j = plt.subplots(len(cols), 1, figsize=(11, 2.8 + 2.4 * len(cols)),
+                                 sharex=True, squeeze=False, layout='constrained')
     axes_j = axes_j[:, 0]
     for i, r in enumerate(rows):
         c = colors[i]
         tgt = np.array(r['target'])
         demo = demos[i] if i < len(demos) else None
         win = _windows(status, r['crc'])
-        for ax, (a, b, lab) in zip(axes, ((0, 1, 'x-y (top)'), (0, 2, 'x-z (side)')),
-                                   strict=True):
+        for ax, (a, b) in zip(axes, ((0, 1), (0, 2)), strict=True):
             ax.plot(tgt[a], tgt[b], marker='*', ms=14, color=c, ls='none')
             if demo is not None:
                 d = forward_kinematics(demo)
-                ax.plot(d[:, a], d[:, b], color=c, ls=':', lw=1.2)
-            for phase, style in (('baseline', '--'), ('adapted', '-')):
+                ax.plot(d[:, a], d[:, b], color=c, ls=_STYLES[0][1], lw=_STYLES[0][2])
+            for phase, (_, ls, lw) in styles.items():
                 if phase in win and len(js_t):
                     t0, t1, _ = win[phase]
                     m = (js_t >= t0) & (js_t <= t1)
                     x = forward_kinematics(js_q[m])
-                    ax.plot(x[:, a], x[:, b], color=c, ls=style, lw=1.6 if style == '-' else 1)
-            ax.set_title(lab)
-        for phase, style in (('baseline', '--'), ('adapted', '-')):
+                    ax.plot(x[:, a], x[:, b], color=c, ls=ls, lw=lw)
+        for phase, (_, ls, lw) in styles.items():
             if phase in win and len(js_t):
                 t0, t1, scale = win[phase]
                 m = (js_t >= t0) & (js_t <= t1)
-                steps = (js_t[m] - t0) / (dt * scale)
+                t_net = (js_t[m] - t0) / scale * 1e3  # robot time -> network time [ms]
                 for j, col in enumerate(cols):
-                    axes_j[j].plot(steps, js_q[m, col], color=c, ls=style, lw=1.2)
+                    axes_j[j].plot(t_net, js_q[m, col], color=c, ls=ls, lw=lw)
         if demo is not None:
             for j, col in enumerate(cols):
-                axes_j[j].plot(np.arange(1, len(demo) + 1), demo[:, col], color=c, ls=':', lw=1)
-    for ax in axes:
+                axes_j[j].plot(np.arange(1, len(demo) + 1) * dt * 1e3, demo[:, col], color=c,
+                               ls=_STYLES[0][1], lw=_STYLES[0][2])
+    for ax, (lab, ylab) in zip(axes, (('top view (x-y)', 'y [m]'),
+                                      ('side view (x-z)', 'z [m]')), strict=True):
+        ax.set_title(lab)
         ax.set_xlabel('x [m]')
+        ax.set_ylabel(ylab)
         ax.set_aspect('equal', adjustable='datalim')
         ax.grid(alpha=0.3)
-    axes[0].set_ylabel('y [m]')
-    axes[1].set_ylabel('z [m]')
-    fig.suptitle('Reach targets (*): demonstration (dotted), executed before the update '
-                 '(dashed) and after one on-chip update (solid)')
-    fig.tight_layout()
-    fig.savefig(out / 'paths.png', dpi=110)
-    files.append(str(out / 'paths.png'))
+    frame = cfg.control.frame_id or 'base_link'
+    fig.suptitle(f'End-effector paths of {n} reach episodes (frame {frame}; one colour per '
+                 'target)')
+    fig.legend(handles=target_handles + _style_handles(), loc='outside lower center', ncol=3,
+               fontsize=8)
+    figs['paths.png'] = fig
     for j, name in enumerate(learned):
         axes_j[j].set_ylabel(f'{name} [rad]')
         axes_j[j].grid(alpha=0.3)
-    axes_j[-1].set_xlabel('network step (executions in robot time / (dt x time scale))')
-    axes_j[0].set_title('Joint trajectories: demonstration (dotted), before (dashed), after the '
-                        'update (solid)')
-    fig_j.tight_layout()
-    fig_j.savefig(out / 'joints.png', dpi=110)
-    files.append(str(out / 'joints.png'))
-    plt.close('all')
-    # 2) learning signals: one panel per episode (time x neuron)
+    axes_j[-1].set_xlabel('network time [ms] (1 step = 1 ms; executions mapped back from robot '
+                          'time by their time scale, then held for control.settle_time)')
+    fig_j.suptitle('Joint trajectories of the learned joints only ('
+                   + ', '.join(learned) + ')'
+                   + (f'; {", ".join(held)} held at home' if held else ''))
+    fig_j.legend(handles=target_handles + _style_handles(star=False), loc='outside lower center',
+                 ncol=3, fontsize=8)
+    figs['joints.png'] = fig_j
+    # 2) learning signals: one panel per episode (time x neuron), shared axes and colour scale
     if signals:
         k = len(signals)
-        fig, axes = plt.subplots(1, k, figsize=(3.2 * k + 1, 4), squeeze=False)
+        fig, axes = plt.subplots(1, k, figsize=(2.9 * k + 2.2, 4.6), squeeze=False,
+                                 sharey=True, layout='constrained')
         vmax = float(np.percentile(np.abs(np.concatenate([s.ravel() for s in signals])), 99))
         for i, s in enumerate(signals):
+            t_ms = s.shape[0] * dt * 1e3
             im = axes[0, i].imshow(s.T, aspect='auto', cmap='RdBu_r', vmin=-vmax, vmax=vmax,
-                                   origin='lower', interpolation='nearest')
-            axes[0, i].set_title(f'episode {i + 1}')
-            axes[0, i].set_xlabel('time [ms]')
-        axes[0, 0].set_ylabel('trainee neuron')
-        fig.colorbar(im, ax=axes[0, :].tolist(), label='learning signal L')
-        fig.suptitle('Learning signals from the LSG (one per episode)')
-        fig.savefig(out / 'learning_signal.png', dpi=110)
-        files.append(str(out / 'learning_signal.png'))
-        plt.close(fig)
+                                   origin='lower', interpolation='nearest',
+                                   extent=(0.0, t_ms, -0.5, s.shape[1] - 0.5))
+            axes[0, i].set_title(f'episode {i + 1}', fontsize=10,
+                                 color=colors[i] if i < n else 'k')
+            axes[0, i].set_xlabel('network time [ms]')
+            axes[0, i].set_xticks([0, 100, 200])
+        axes[0, 0].set_ylabel('trainee neuron [index]')
+        fig.colorbar(im, ax=axes[0, :].tolist(), label='learning signal L [1] '
+                     f'(colour scale clipped at ±{vmax:.1f})', shrink=0.9)
+        fig.suptitle('Learning signals from the LSG, one per episode (red: L > 0, blue: L < 0)')
+        figs['learning_signal.png'] = fig
     # 3) conductances of the crossbar at the end
-    if state_file.is_file():
+    if state_file is not None and state_file.is_file():
         from l2l_nmhw_ros.pcm.crossbar import Crossbar
 
         n_in, n_rec, n_out = cfg.trainee.n_in, cfg.trainee.n_rec, cfg.trainee.n_out
         xb = Crossbar.load(state_file, cfg.pcm, n_post=n_rec + n_out, n_pre=n_in + n_rec)
         t_now = float(xb.t_prog.max())
         g = xb.conductances(t_now)
-        fig, ax = plt.subplots(figsize=(7, 4.5))
+        fig, ax = plt.subplots(figsize=(7, 4.5), layout='constrained')
         bins = np.linspace(0.0, cfg.pcm.g_max, 51)
         for pol, name in ((0, 'G+'), (1, 'G-')):
             v = g[pol].ravel().numpy()
@@ -379,13 +464,23 @@ def _plots(out: Path, cfg: C.L2LConfig, rows: list[dict[str, Any]], status: list
                     f'{int((v > 0).sum())})')
         ax.set_yscale('log')
         ax.set_xlabel('conductance g(t) [µS]')
-        ax.set_ylabel('devices')
+        ax.set_ylabel('devices [count]')
         ax.set_title('PCM crossbar after the demo (RESET devices at 0 µS not shown)')
         ax.legend()
-        fig.tight_layout()
-        fig.savefig(out / 'conductance.png', dpi=110)
-        files.append(str(out / 'conductance.png'))
+        figs['conductance.png'] = fig
+    return figs
+
+
+def _plots(out: Path, cfg: C.L2LConfig, rows: list[dict[str, Any]], status: list, signals: list,
+           demos: list, js_t: np.ndarray, js_q: np.ndarray, state_file: Path) -> list[str]:
+    import matplotlib.pyplot as plt
+
+    files = []
+    for name, fig in make_figures(cfg, rows, status, signals, demos, js_t, js_q,
+                                  state_file).items():
+        fig.savefig(out / name, dpi=110)
         plt.close(fig)
+        files.append(str(out / name))
     return files
 
 
@@ -394,7 +489,8 @@ def run(args: argparse.Namespace) -> int:
     say = _Out(args.json)
     try:
         s = run_demo(args.targets, args.seed, args.output, args.checkpoint,
-                     args.real_time_factor, args.timeout, not args.no_plots, args.verbose, say)
+                     args.real_time_factor, args.timeout, not args.no_plots, args.verbose, say,
+                     viewer=args.viewer, viewer_port=args.viewer_port, hold=args.hold)
     except (RuntimeError, FileNotFoundError, C.ConfigError) as exc:
         print(f'demo failed: {exc}', file=sys.stderr)
         return 1
