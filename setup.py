@@ -12,6 +12,7 @@ NODES = {
     'arm_sim': 'l2l_nmhw_ros.ros.arm_sim_node:main',
     'ed_scorbot_driver': 'l2l_nmhw_ros.ros.ed_scorbot_driver_node:main',
     'web_viewer': 'l2l_nmhw_ros.ros.web_viewer_node:main',
+    'fewshot_classifier': 'l2l_nmhw_ros.ros.fewshot_classifier_node:main',
 }
 
 

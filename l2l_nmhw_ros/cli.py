@@ -27,6 +27,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     'import-checkpoint': ('l2l_nmhw_ros.reference.published_cli', 'import the published pickles'),
     'fidelity': ('l2l_nmhw_ros.reference.fidelity_cli',
                  'published checkpoint: SW vs PCM, brownian'),
+    'fewshot': ('l2l_nmhw_ros.fewshot.cli', 'few-shot Omniglot CNN on PCM: MAML train, eval'),
 }
 
 

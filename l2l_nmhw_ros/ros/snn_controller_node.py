@@ -1,7 +1,8 @@
 """``snn_controller``: reach targets in, learning signals out, executions evaluated.
 
 Subscribes ``reach_target`` (geometry_msgs/PointStamped, frame ``control.frame_id`` or empty;
-remap rviz's ``clicked_point`` to it; QoS :data:`~l2l_nmhw_ros.ros.qos.TARGETS`, reliable,
+rviz's Publish Point tool sends here with config/l2l_nmhw.rviz; QoS
+:data:`~l2l_nmhw_ros.ros.qos.TARGETS`, reliable,
 keep-last 100: a burst of targets fits), ``joint_states`` and ``pcm_accelerator/status``;
 publishes ``pcm_accelerator/learning_signal`` (Float32MultiArray, dims ``time`` × ``neuron``),
 ``~/result`` (DiagnosticArray, one per target; QoS ``TARGETS``), ``~/markers`` (MarkerArray:

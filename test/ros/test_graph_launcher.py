@@ -348,7 +348,8 @@ def test_the_reach_launch_file_describes_the_graph(repo_root: Path) -> None:
     assert [n.label for n in d.nodes] == ['pcm_accelerator', 'snn_controller',
                                           'ed_scorbot_driver']
     assert d.nodes[1].remaps == (('reach_target', 'clicked_point'),)
-    assert d.skipped == ('arm_sim', 'robot_state_publisher', 'rviz2', 'web_viewer')
+    assert d.skipped == ('arm_sim', 'robot_state_publisher', 'rviz2', 'web_viewer',
+                         'fewshot_classifier')
     # viewer:=true adds the web view (a console script of the package), on loopback, its
     # targets on the controller's target topic, the accelerator's state file to watch
     d = LF.load_launch_file(path, {'viewer': 'true', 'target_topic': 'goal',
@@ -361,3 +362,9 @@ def test_the_reach_launch_file_describes_the_graph(repo_root: Path) -> None:
         'use_sim_time': 'false', 'host': '127.0.0.1', 'port': '8080', 'checkpoint': '',
         'pcm_state_file': '/tmp/x.safetensors'}
     assert v.remaps == (('reach_target', 'goal'),)
+    # fewshot:=true adds the few-shot classifier (optional node of the same launch file)
+    d = LF.load_launch_file(path, {'fewshot': 'true', 'fewshot_checkpoint': '/x/omniglot.pickle'})
+    f = d.nodes[-1]
+    assert f.label == 'fewshot_classifier' and f.exec in scripts
+    assert dict(f.params)['checkpoint'] == '/x/omniglot.pickle'
+    assert dict(f.params)['seed'] == '42'

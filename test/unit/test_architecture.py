@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-CORE = ('pcm', 'snn', 'l2l', 'arm', 'reach', 'reference', 'viewer')
+CORE = ('pcm', 'snn', 'l2l', 'arm', 'reach', 'reference', 'viewer', 'fewshot')
 PKG = Path(__file__).resolve().parents[2] / 'l2l_nmhw_ros'
 
 
