@@ -291,8 +291,16 @@ class DeviceModel(abc.ABC):
         Returns:
             int64 tensor of the batch shape (...).
         """
-        set_mask, reset_mask = self.write_masks(w_old, w_new, selected)
-        return (set_mask | reset_mask).sum(dim=(0, -2, -1)) * self.cfg.n_devices
+        # per polarity p (+1, -1): SET where the new sign is p, RESET where the old sign is p and
+        # the new one is not; written = SET or RESET (write_masks without the stacked copies)
+        s_old, s_new = torch.sign(w_old), torch.sign(w_new)
+        n = None
+        for pol in (1.0, -1.0):
+            new_p = s_new == pol
+            written = (new_p | (s_old == pol)) & selected
+            count = written.sum(dim=(-2, -1))
+            n = count if n is None else n + count
+        return n * self.cfg.n_devices
 
     # ---- the batched model's programming (weights in, read-back weights out) -------------------
     @abc.abstractmethod

@@ -64,17 +64,19 @@ class LoopParams(NamedTuple):
     truncate: bool = False
 
 
-def sparse_rows(p: torch.Tensor, w_t: torch.Tensor) -> torch.Tensor:
+def sparse_rows(p: torch.Tensor, w_t: torch.Tensor,
+                nz: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
     """Return p @ w_t (batch, n_post) reading only the rows of `w_t` where `p` is non-zero.
 
     Args:
         p: inputs (batch, n_pre), typically spikes.
         w_t: TRANSPOSED weights (n_pre, n_post), or per batch entry (batch, n_pre, n_post).
+        nz: ``p.nonzero(as_tuple=True)`` when the caller has it already.
 
     Returns:
         (batch, n_post), equal to the dense product up to the summation order.
     """
-    b_idx, i_idx = p.nonzero(as_tuple=True)
+    b_idx, i_idx = p.nonzero(as_tuple=True) if nz is None else nz
     shared = w_t.dim() == 2
     if b_idx.numel() > (SPARSE_MAX_DENSITY_SHARED if shared else SPARSE_MAX_DENSITY) * p.numel():
         if shared:
@@ -120,10 +122,13 @@ class _FusedLoop(torch.autograd.Function):
         psis = i_ext.new_empty(n_steps, batch, n)
         zbars = i_ext.new_empty(n_steps, batch, n) if want_zbar else None
         alif = prm.beta is not None
+        # unused outputs (psi; v, z_bar where not needed) get no zero-filled gradient buffers
+        ctx.set_materialize_grads(False)
         for t in range(n_steps):
-            current = i_ext[t] + sparse_rows(z, w_t)
+            nz = z.nonzero(as_tuple=True)
+            current = i_ext[t] + sparse_rows(z, w_t, nz)
             if var_t is not None:
-                var = var_ext[t] + sparse_rows(z * z, var_t)
+                var = var_ext[t] + sparse_rows(z * z, var_t, nz)
                 xi = torch.randn(var.shape, generator=gen, dtype=var.dtype, device=var.device)
                 current = torch.addcmul(current, var.sqrt_(), xi)
             if want_zbar:
@@ -154,6 +159,7 @@ class _FusedLoop(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, g_z, *grads):  # noqa: D102
+        # None for an output that got no gradient (set_materialize_grads(False))
         grads = list(grads)
         g_v = grads.pop(0) if ctx.want_v else None
         grads.pop(0)  # psi: no gradient
