@@ -68,9 +68,7 @@ class World:
         """Sum `t` over ranks, differentiably (the backward sums the gradients over ranks)."""
         if not self.distributed:
             return t
-        from torch.distributed.nn.functional import all_reduce
-
-        return all_reduce(t)
+        return _AllReduceSum.apply(t)
 
     def all_reduce_(self, t: torch.Tensor) -> torch.Tensor:
         """Sum `t` over ranks in place (no autograd); returns `t`."""
@@ -105,6 +103,23 @@ class World:
 
 
 SINGLE = World()
+
+
+class _AllReduceSum(torch.autograd.Function):
+    """y = sum over ranks of x; dL/dx = sum over ranks of dL/dy (every rank's loss depends on
+    every rank's x through y)."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor) -> torch.Tensor:  # noqa: D102
+        y = x.clone()
+        torch.distributed.all_reduce(y)
+        return y
+
+    @staticmethod
+    def backward(ctx, g: torch.Tensor) -> torch.Tensor:  # noqa: D102
+        g = g.clone()
+        torch.distributed.all_reduce(g)
+        return g
 
 
 def noise_seed(seed: int, iteration: int, rank: int) -> int:
