@@ -18,6 +18,7 @@ import torch
 
 from l2l_nmhw_ros.config import TaskConfig, TraineeConfig
 from l2l_nmhw_ros.errors import ShapeError
+from l2l_nmhw_ros.pcm.model import matmul_rows
 from l2l_nmhw_ros.snn.fused import LoopParams, fused_recurrent
 from l2l_nmhw_ros.snn.neurons import (PAPER, SpikeMode, alif_step, decay_factor, initial_state,
                                       leaky_integrate)
@@ -52,12 +53,7 @@ def default_mvm(x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
     """
     if w.ndim == 3 and w.stride(0) == 0:
         w = w[0]
-    if w.ndim == 2:
-        return x @ w.transpose(0, 1)
-    if x.ndim == 3 and w.ndim == 3 and x.shape[1] == w.shape[0] and w.shape[0] > 1:
-        # a whole trial (time, batch, n_pre) on per-task matrices: one batched GEMM
-        return torch.bmm(x.transpose(0, 1), w.transpose(1, 2)).transpose(0, 1)
-    return torch.matmul(x.unsqueeze(-2), w.transpose(-1, -2)).squeeze(-2)
+    return matmul_rows(x, w)
 
 
 class _WeightGradCollector:
