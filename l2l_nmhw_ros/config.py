@@ -246,6 +246,10 @@ class EpropConfig(_Section):
     n_updates: int = param(1, '1', 'On-chip weight updates per task (paper: 1)', lo=0)
     update_w_in: bool = param(True, '', 'Update the input weights in the inner loop')
     update_w_rec: bool = param(True, '', 'Update the recurrent weights in the inner loop')
+    update_w_out: bool = param(False, '', 'Also update the readout in the inner loop, from n_out '
+                               'extra LSG learning signals (e-prop readout rule Delta W_out = '
+                               '-eta_out sum_t L_out z_hat); paper: False', read_only=True)
+    eta_out: float = param(1e-3, '1', 'Readout learning rate of update_w_out', lo=0.0)
 
 
 @dataclasses.dataclass(frozen=True)

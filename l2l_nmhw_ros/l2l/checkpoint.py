@@ -6,6 +6,7 @@ Layout of a checkpoint folder::
                               trainee.w_in (250, 5), trainee.w_rec (250, 250),
                               trainee.w_out (2, 250), lsg.w_in (n_lsg, 53),
                               lsg.w_rec (n_lsg, n_lsg), lsg.w_out (250, n_lsg)
+                              (250 + n_out rows with eprop.update_w_out)
     metadata.json             format_version, config (nested dict; its ``lsg.target_code`` is
                               the LSG's binary code of the target and is required),
                               config_hash, git_revision, iteration, metrics, files_sha256,

@@ -5,8 +5,10 @@ Per task (``model/l2l_trainee_lsg.py::inner_loop``):
 1. deploy the trainee's weights on the (emulated) crossbar (per task: its own device noise);
 2. learning trial on the clock input -> psi, x_bar, z_bar;
 3. LSG on [clock, binary-coded target xyz] -> learning signals L (software, float);
-4. Delta W = -eta sum_t L psi e_bar for W_in and W_rec (W_out fixed), quantised to the 1/16 grid
-   and re-programmed through the crossbar (only changed devices);
+4. Delta W = -eta sum_t L psi e_bar for W_in and W_rec (W_out fixed; with ``eprop.update_w_out``
+   also Delta W_out = -eta_out sum_t L_out z_hat from n_out further LSG outputs, see
+   :mod:`l2l_nmhw_ros.snn.eprop`), quantised to the 1/16 grid and re-programmed through the
+   crossbar (only changed devices);
 5. (steps 2-4 repeated ``n_updates`` times; paper: once) test trial -> joint velocities.
 
 Everything is vectorised over the batch of tasks and differentiable (BPTT through both trials, the
@@ -25,13 +27,14 @@ from l2l_nmhw_ros.l2l.substrate import FunctionalSubstrate, Substrate
 from l2l_nmhw_ros.l2l.tasks import TaskBatch
 from l2l_nmhw_ros.pcm.model import quantize_delta
 from l2l_nmhw_ros.snn.encoding import clock_input, encode_target
-from l2l_nmhw_ros.snn.eprop import delta_w
+from l2l_nmhw_ros.snn.eprop import delta_w, delta_w_out
 from l2l_nmhw_ros.snn.lsg import run_lsg_full
-from l2l_nmhw_ros.snn.neurons import PAPER, SpikeMode
+from l2l_nmhw_ros.errors import ShapeError
+from l2l_nmhw_ros.snn.neurons import PAPER, SpikeMode, decay_factor
 from l2l_nmhw_ros.snn.trainee import TrialResult, default_mvm
 
-__all__ = ['AdaptResult', 'FloatBackend', 'adapt', 'lsg_inputs', 'quantize_ste',
-           'update_and_test']
+__all__ = ['AdaptResult', 'FloatBackend', 'adapt', 'lsg_inputs', 'n_learning_signals',
+           'quantize_ste', 'update_and_test']
 
 
 def quantize_ste(delta_w: torch.Tensor, step: float, *, stochastic: bool = False,
@@ -88,10 +91,11 @@ class AdaptResult(NamedTuple):
 
     Fields: learn (first learning trial, before any update), test (trial after the updates),
     lsg_z (LSG spikes, time, batch, n_lsg; None when the learning signal came from outside),
-    learning_signal (time, batch, n_rec), dw_in / dw_rec (unquantised Delta W of the last
-    update, batch first), n_programmed (batch,) devices (PCM) or weights (software) changed over
-    all updates, w_in / w_rec / w_out (batch, ...) weights after the updates as the test trial saw
-    them.
+    learning_signal (time, batch, n_rec [+ n_out]: :func:`n_learning_signals`), dw_in / dw_rec
+    (unquantised Delta W of the last update, batch first), n_programmed (batch,) devices (PCM) or
+    weights (software) changed over all updates, w_in / w_rec / w_out (batch, ...) weights after
+    the updates as the test trial saw them, dw_out (batch, n_out, n_rec) the unquantised readout
+    update of the last update (None unless ``eprop.update_w_out``).
     """
 
     learn: TrialResult
@@ -104,6 +108,13 @@ class AdaptResult(NamedTuple):
     w_in: torch.Tensor
     w_rec: torch.Tensor
     w_out: torch.Tensor
+    dw_out: torch.Tensor | None = None
+
+
+def n_learning_signals(cfg: L2LConfig) -> int:
+    """Return the number of learning signals the LSG emits per step: one per trainee neuron
+    (``trainee.n_rec``), plus one per readout (``trainee.n_out``) with ``eprop.update_w_out``."""
+    return cfg.trainee.n_rec + (cfg.trainee.n_out if cfg.eprop.update_w_out else 0)
 
 
 def lsg_inputs(cfg: L2LConfig, xyz: torch.Tensor) -> torch.Tensor:
@@ -123,12 +134,15 @@ def update_and_test(substrate: Substrate, learning_signal: torch.Tensor, cfg: L2
 
     ``n_updates`` times (paper: once): learning trial on the clock input, natural e-prop
     Delta W = -eta sum_t L psi e_bar (:func:`~l2l_nmhw_ros.snn.eprop.delta_w`) for the blocks the
-    ``eprop`` section enables, written by ``substrate.update`` (which rounds it to the grid once);
-    then the test trial. With ``n_updates = 0`` the test trial is the learning trial.
+    ``eprop`` section enables (with ``update_w_out`` also the readout,
+    :func:`~l2l_nmhw_ros.snn.eprop.delta_w_out`, from the last n_out signals), written by
+    ``substrate.update`` (which rounds it to the grid once); then the test trial. With
+    ``n_updates = 0`` the test trial is the learning trial.
 
     Args:
         substrate: see :mod:`l2l_nmhw_ros.l2l.substrate` (functional batch or crossbar).
-        learning_signal: L (time, batch, n_rec), one signal per trainee neuron and step.
+        learning_signal: L (time, batch, :func:`n_learning_signals`): one signal per trainee
+            neuron and step (then one per readout with ``eprop.update_w_out``).
         cfg: whole configuration (trainee, eprop, task sections used).
         n_updates: inner updates (default ``cfg.eprop.n_updates``).
         mode: spike mode (:data:`~l2l_nmhw_ros.snn.neurons.PAPER`; smooth ones for tests).
@@ -139,9 +153,16 @@ def update_and_test(substrate: Substrate, learning_signal: torch.Tensor, cfg: L2
         :class:`AdaptResult` (``lsg_z`` None).
 
     Raises:
-        ShapeError: `learning_signal` does not match the trial (see ``delta_w``).
+        ShapeError: `learning_signal` does not match the trial (see ``delta_w``) or has not
+            :func:`n_learning_signals` channels.
     """
     n_updates = cfg.eprop.n_updates if n_updates is None else n_updates
+    n_sig, n_rec = n_learning_signals(cfg), cfg.trainee.n_rec
+    if learning_signal.ndim != 3 or learning_signal.shape[-1] != n_sig:
+        raise ShapeError(f'learning_signal: expected (time, batch, {n_sig}) (eprop.update_w_out='
+                         f'{cfg.eprop.update_w_out}), got {tuple(learning_signal.shape)}')
+    signal_rec, signal_out = learning_signal[..., :n_rec], learning_signal[..., n_rec:]
+    kappa = decay_factor(cfg.trainee.tau_out, cfg.task.dt)
     batch = learning_signal.shape[1]
     dt = cfg.task.dt
     x = clock_input(cfg.task, batch, n_in=cfg.trainee.n_in, dtype=learning_signal.dtype)
@@ -153,17 +174,23 @@ def update_and_test(substrate: Substrate, learning_signal: torch.Tensor, cfg: L2
     w_in, w_rec, _ = substrate.weights()
     dw_in = torch.zeros_like(w_in)
     dw_rec = torch.zeros_like(w_rec)
+    dw_out = None
     ec = cfg.eprop
     for k in range(n_updates):
         if k:
             trial = substrate.trial(x, cfg.trainee, dt=dt, mode=mode)
-        dw_in, dw_rec = delta_w(trial, learning_signal, ec.eta)
-        n_prog = n_prog + substrate.update(dw_in if ec.update_w_in else None,
-                                           dw_rec if ec.update_w_rec else None)
+        dw_in, dw_rec = delta_w(trial, signal_rec, ec.eta)
+        if ec.update_w_out:
+            dw_out = delta_w_out(trial, signal_out, ec.eta_out, kappa)
+            n_prog = n_prog + substrate.update(dw_in if ec.update_w_in else None,
+                                               dw_rec if ec.update_w_rec else None, dw_out)
+        else:  # the paper's two blocks (substrates without a readout update stay valid)
+            n_prog = n_prog + substrate.update(dw_in if ec.update_w_in else None,
+                                               dw_rec if ec.update_w_rec else None)
     test = substrate.trial(x, cfg.trainee, dt=dt, mode=mode) if n_updates else learn
     w_in, w_rec, w_out = substrate.weights()
     return AdaptResult(learn, test, None, learning_signal, dw_in, dw_rec, n_prog, w_in, w_rec,
-                       w_out)
+                       w_out, dw_out)
 
 
 def adapt(trainee: dict[str, torch.Tensor], lsg: dict[str, torch.Tensor], tasks: TaskBatch,

@@ -37,7 +37,7 @@ from l2l_nmhw_ros.config import L2LConfig, config_hash, to_dict
 from l2l_nmhw_ros.errors import CheckpointError
 from l2l_nmhw_ros.l2l import checkpoint as ckpt
 from l2l_nmhw_ros.l2l.distributed import SINGLE, World, noise_seed
-from l2l_nmhw_ros.l2l.inner import AdaptResult, FloatBackend, adapt
+from l2l_nmhw_ros.l2l.inner import AdaptResult, FloatBackend, adapt, n_learning_signals
 from l2l_nmhw_ros.l2l.tasks import TaskBatch, integrate_omega, sample_mixed
 from l2l_nmhw_ros.snn.lsg import init_lsg_weights, lsg_n_in
 from l2l_nmhw_ros.snn.trainee import init_trainee_weights
@@ -226,8 +226,8 @@ class MetaTrainer:
         self.world = world
         gen = torch.Generator().manual_seed(cfg.seed + _SEED_INIT)  # CPU: same on any device
         tw = init_trainee_weights(cfg.trainee, gen)
-        lw = init_lsg_weights(cfg.lsg, lsg_n_in(cfg.lsg, cfg.trainee.n_in), cfg.trainee.n_rec,
-                              gen)
+        lw = init_lsg_weights(cfg.lsg, lsg_n_in(cfg.lsg, cfg.trainee.n_in),
+                              n_learning_signals(cfg), gen)
         self.params = {f'trainee.{k}': torch.nn.Parameter(v.to(self.device, dtype))
                        for k, v in tw.items()}
         self.params.update({f'lsg.{k}': torch.nn.Parameter(v.to(self.device, dtype))
@@ -403,6 +403,50 @@ class MetaTrainer:
             self.optimizer.load_state_dict(opt)  # moves the moments to the parameters' device
             self.task_rng.bit_generator.state = json.loads(bytes(state['rng.tasks']).decode())
             self.iteration = int(state['iteration'][0])
+        return meta
+
+    def init_from(self, path: str) -> dict[str, Any]:
+        """Start a new training from a checkpoint's weights (``train --init-from``).
+
+        Unlike :meth:`load` (same configuration), the checkpoint may come from another
+        configuration with the same network sizes and is carried over so that it still means
+        the same thing: the trainee's readout is scaled by (its ``task.omega_scale`` / this
+        configuration's), which leaves every joint trajectory unchanged; when this configuration
+        also learns the readout (``eprop.update_w_out``) and the checkpoint's LSG has no readout
+        signals, the LSG's readout gets n_out zero rows (the first update is the checkpoint's).
+        The LSG target code may differ (the LSG then relearns its input). Iteration 0, Adam,
+        task and noise streams start fresh.
+
+        Returns:
+            The checkpoint's metadata.
+
+        Raises:
+            CheckpointError: a tensor's shape cannot be carried over.
+        """
+        weights, meta = ckpt.load(path)
+        src = meta.get('config', {}) if isinstance(meta.get('config'), dict) else {}
+        src_scale = float(src.get('task', {}).get('omega_scale', self.cfg.task.omega_scale))
+        n_rec = self.cfg.trainee.n_rec
+        with torch.no_grad():
+            for k in PARAM_NAMES:
+                w = torch.as_tensor(weights[k]).to(self.params[k])
+                want = tuple(self.params[k].shape)
+                if k == 'lsg.w_out' and tuple(w.shape) == (n_rec, want[1]) and want[0] > n_rec:
+                    w = torch.cat([w, w.new_zeros(want[0] - n_rec, want[1])])
+                    log.info('%s: LSG without readout signals; %d zero rows added', path,
+                             want[0] - n_rec)
+                if k == 'trainee.w_out' and src_scale != self.cfg.task.omega_scale:
+                    w = w * (src_scale / self.cfg.task.omega_scale)
+                    log.info('%s: readout scaled by %g (task.omega_scale %g -> %g)', path,
+                             src_scale / self.cfg.task.omega_scale, src_scale,
+                             self.cfg.task.omega_scale)
+                if tuple(w.shape) != want:
+                    raise CheckpointError(f'{path}: {k} has shape {tuple(w.shape)}, expected '
+                                          f'{want}')
+                self.params[k].copy_(w)
+        self.iteration = 0
+        self.history = []
+        self.optimizer = torch.optim.Adam([self.params[k] for k in PARAM_NAMES], lr=self.cfg.meta.lr)
         return meta
 
     def train(self, iterations: int, *, on_step: Callable[[dict[str, float]], None] | None = None,

@@ -5,8 +5,9 @@ The inner loop (:func:`l2l_nmhw_ros.l2l.inner.update_and_test`: learning trial, 
 
 - ``trial(x, cfg, dt=..., mode=...)`` -> :class:`~l2l_nmhw_ros.snn.trainee.TrialResult`: one
   trial of the trainee, every MVM a read of the substrate;
-- ``update(dw_in, dw_rec)`` -> devices (or weights) programmed per task, shape (batch,): round ΔW
-  to the update grid ONCE and write it;
+- ``update(dw_in, dw_rec[, dw_out])`` -> devices (or weights) programmed per task, shape
+  (batch,): round ΔW to the update grid ONCE and write it (``dw_out`` only with
+  ``eprop.update_w_out``);
 - ``weights()`` -> (w_in, w_rec, w_out) as the next trial reads them (noise-free).
 
 Implementations:
@@ -48,8 +49,8 @@ class Substrate(Protocol):
               mode: SpikeMode = PAPER) -> TrialResult:  # noqa: D102
         ...
 
-    def update(self, dw_in: torch.Tensor | None,
-               dw_rec: torch.Tensor | None) -> torch.Tensor:  # noqa: D102
+    def update(self, dw_in: torch.Tensor | None, dw_rec: torch.Tensor | None,
+               dw_out: torch.Tensor | None = None) -> torch.Tensor:  # noqa: D102
         ...
 
     def weights(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:  # noqa: D102
@@ -110,9 +111,11 @@ class FunctionalSubstrate:
                                    read_var=self._read_var, generator=self.generator, dt=dt)
         return run_trial(self.w_in, self.w_rec, self.w_out, x, cfg, self._mvm, dt=dt, mode=mode)
 
-    def update(self, dw_in: torch.Tensor | None, dw_rec: torch.Tensor | None) -> torch.Tensor:
-        """Re-program W_in and/or W_rec by ΔW (None: that block is not updated); returns the
-        devices (PCM) or weights (software) programmed per task, (batch,) int64."""
+    def update(self, dw_in: torch.Tensor | None, dw_rec: torch.Tensor | None,
+               dw_out: torch.Tensor | None = None) -> torch.Tensor:
+        """Re-program W_in, W_rec and/or W_out by ΔW (None: that block is not updated), in
+        that order (the order of the seeded device noise); returns the devices (PCM) or weights
+        (software) programmed per task, (batch,) int64."""
         n = torch.zeros(self.batch, dtype=torch.int64, device=self.w_in.device)
         if dw_in is not None:
             self.w_in, n_in = self.model.reprogram(self.w_in, dw_in, generator=self.generator)
@@ -121,6 +124,10 @@ class FunctionalSubstrate:
             self.w_rec, n_rec = self.model.reprogram(self.w_rec, dw_rec,
                                                      generator=self.generator)
             n = n + n_rec
+        if dw_out is not None:
+            self.w_out, n_out = self.model.reprogram(self.w_out, dw_out,
+                                                     generator=self.generator)
+            n = n + n_out
         return n
 
     def weights(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -139,7 +146,8 @@ class CrossbarSubstrate:
     weights with :meth:`Crossbar.add` (only their devices). The undo record of all updates of this
     substrate is kept: :attr:`target_before` (the targets before the first update),
     :attr:`changed` (packed bool mask of the weights written) and the summed rounded updates
-    :attr:`dq_in`, :attr:`dq_rec`.
+    :attr:`dq_in`, :attr:`dq_rec`, :attr:`dq_out` (the readout's: zero unless the inner loop
+    updates it, ``eprop.update_w_out``).
 
     Args:
         crossbar: the programmed crossbar.
@@ -161,6 +169,7 @@ class CrossbarSubstrate:
         self.n_out = self.n_post - self.n_rec
         self.dq_in: torch.Tensor | None = None
         self.dq_rec: torch.Tensor | None = None
+        self.dq_out: torch.Tensor | None = None
         self.target_before: torch.Tensor | None = None
         self.changed: torch.Tensor | None = None
         self._x_bar: tuple[torch.Tensor, torch.Tensor] | None = None
@@ -228,13 +237,16 @@ class CrossbarSubstrate:
         return TrialResult(seq(z), seq(v), seq(psi), seq(y), self._x_bar[1], seq(zbar))
 
     # ---- the update ----------------------------------------------------------------------------
-    def update(self, dw_in: torch.Tensor | None, dw_rec: torch.Tensor | None) -> torch.Tensor:
+    def update(self, dw_in: torch.Tensor | None, dw_rec: torch.Tensor | None,
+               dw_out: torch.Tensor | None = None) -> torch.Tensor:
         """Round ΔW once, write the changed weights at ``t``; returns devices written, (1,).
 
         Args:
             dw_in: ΔW_in (1, n_rec, n_in) or (n_rec, n_in); None: W_in is not updated.
             dw_rec: ΔW_rec (1, n_rec, n_rec) or (n_rec, n_rec), diagonal ignored; None: W_rec
                 is not updated.
+            dw_out: ΔW_out (1, n_out, n_rec) or (n_out, n_rec); None (default): the readout is
+                not updated (the paper).
 
         Raises:
             RejectedInput: ΔW not finite, or more than ``max_changed`` weights would change;
@@ -242,7 +254,7 @@ class CrossbarSubstrate:
         """
         pc = self.crossbar.cfg
         gen = self.crossbar.generator
-        for name, dw in (('ΔW_in', dw_in), ('ΔW_rec', dw_rec)):
+        for name, dw in (('ΔW_in', dw_in), ('ΔW_rec', dw_rec), ('ΔW_out', dw_out)):
             if dw is not None and not bool(torch.isfinite(dw).all()):
                 raise RejectedInput(f'{name} is not finite: update refused, nothing programmed')
         with torch.no_grad():
@@ -254,8 +266,8 @@ class CrossbarSubstrate:
             dq_in = rounded(dw_in, (self.n_rec, self.n_in))
             dq_rec = rounded(dw_rec, (self.n_rec, self.n_rec))
             dq_rec = dq_rec * (1.0 - torch.eye(self.n_rec, dtype=dq_rec.dtype))
-            dq = pack_trainee(dq_in, dq_rec, torch.zeros(self.n_out, self.n_rec,
-                                                         dtype=dq_rec.dtype))
+            dq_out = rounded(dw_out, (self.n_out, self.n_rec))
+            dq = pack_trainee(dq_in, dq_rec, dq_out)
         if not bool(torch.isfinite(dq).all()):
             raise RejectedInput('ΔW overflows the update grid: update refused, nothing programmed')
         n_changed = int((dq != 0).sum())
@@ -267,7 +279,9 @@ class CrossbarSubstrate:
             self.target_before = self.crossbar.w_target
             self.changed = torch.zeros_like(dq, dtype=torch.bool)
             self.dq_in, self.dq_rec = torch.zeros_like(dq_in), torch.zeros_like(dq_rec)
+            self.dq_out = torch.zeros_like(dq_out)
         self.dq_in, self.dq_rec = self.dq_in + dq_in, self.dq_rec + dq_rec
+        self.dq_out = self.dq_out + dq_out
         self.changed |= dq != 0
         n = self.crossbar.add(dq, self.t) if bool((dq != 0).any()) else 0
         return torch.tensor([n], dtype=torch.int64)

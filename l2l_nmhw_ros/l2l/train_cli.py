@@ -300,9 +300,7 @@ def _train_on(args: argparse.Namespace, interrupts: _Interrupts, cfg: C.L2LConfi
         trainer.load(str(out), strict_config=not args.allow_config_change)
         log.info('resumed from %s at iteration %d', out, trainer.iteration)
     elif args.init_from:
-        trainer.load(args.init_from, strict_config=False, same_target_code=False)
-        trainer.iteration = 0
-        trainer.optimizer = torch.optim.Adam(list(trainer.params.values()), lr=cfg.meta.lr)
+        trainer.init_from(args.init_from)
         log.info('initialised from %s', args.init_from)
     world.broadcast_(list(trainer.params.values()))  # identical already; make it certain
     rev = git_revision()

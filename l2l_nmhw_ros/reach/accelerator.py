@@ -10,15 +10,17 @@ installed; ~1 ms instead of ~40 ms per trial) or in the torch loop of
 :func:`~l2l_nmhw_ros.snn.trainee.run_trial` (``fast=False``): the same equations and read-noise
 model; the noise is drawn in another order, so seeded runs of the two differ by the noise sample.
 
-One episode (:meth:`Accelerator.adapt`), given the learning signal L (time, n_rec) received from
-the controller, runs the package's one inner loop,
+One episode (:meth:`Accelerator.adapt`), given the learning signal L (time, n_signals) received from
+the controller (n_signals = n_rec, plus n_out when the checkpoint's inner loop also learns the
+readout, ``eprop.update_w_out``), runs the package's one inner loop,
 :func:`l2l_nmhw_ros.l2l.inner.update_and_test`, on a
 :class:`~l2l_nmhw_ros.l2l.substrate.CrossbarSubstrate` of this crossbar at the episode's time:
 
 a) baseline test trial with the current (meta-learned) weights, no update (optional) - only to
    report the error before the update;
 b) learning trial; e-prop update ΔW = -η Σ_t L ψ ē with the local traces of that trial, for W_in
-   and/or W_rec (``eprop`` section), the W_rec diagonal masked (no autapses); ΔW rounded ONCE to
+   and/or W_rec (``eprop`` section), the W_rec diagonal masked (no autapses), and with
+   ``eprop.update_w_out`` ΔW_out = -η_out Σ_t L_out ẑ from the last n_out signals; ΔW rounded ONCE to
    the ``pcm.delta_w_step`` grid and written on-chip with :meth:`Crossbar.add`, which
    re-programs only the devices of changed weights;
 c) adapted test trial -> readout omega (time, n_out).
@@ -52,7 +54,7 @@ import torch
 from l2l_nmhw_ros.config import L2LConfig
 from l2l_nmhw_ros.errors import CheckpointError, RejectedInput, ShapeError
 from l2l_nmhw_ros.fileio import atomic_write, sha256_file
-from l2l_nmhw_ros.l2l.inner import update_and_test
+from l2l_nmhw_ros.l2l.inner import n_learning_signals, update_and_test
 from l2l_nmhw_ros.l2l.substrate import CrossbarSubstrate
 from l2l_nmhw_ros.pcm.crossbar import Crossbar
 from l2l_nmhw_ros.pcm.layout import pack_trainee
@@ -199,6 +201,8 @@ class AdaptOutcome:
         weights_changed: weights whose quantised ΔW is not 0.
         dq_in, dq_rec: the rounded ΔW written (n_rec, n_in), (n_rec, n_rec) (summed over the
             episode's updates).
+        dq_out: the rounded readout ΔW written (n_out, n_rec): zero unless
+            ``eprop.update_w_out``.
         changed: bool (n_post, n_pre): the packed weights the episode wrote.
         target_before: the crossbar's target weights before the update (n_post, n_pre).
         timings: seconds per stage: ``baseline_trial``, ``learning_trial``, ``update``,
@@ -216,6 +220,7 @@ class AdaptOutcome:
     target_before: torch.Tensor
     timings: dict[str, float]
     rate_hz: float
+    dq_out: torch.Tensor | None = None
 
 
 class Accelerator:
@@ -252,6 +257,7 @@ class Accelerator:
         tc = cfg.trainee
         self.n_in, self.n_rec, self.n_out = tc.n_in, tc.n_rec, tc.n_out
         self.n_post, self.n_pre = self.n_rec + self.n_out, self.n_in + self.n_rec
+        self.n_signals = n_learning_signals(cfg)  # n_rec (+ n_out with eprop.update_w_out)
         w = trainee_weights(weights)
         for k, shape in (('w_in', (self.n_rec, self.n_in)), ('w_rec', (self.n_rec, self.n_rec)),
                          ('w_out', (self.n_out, self.n_rec))):
@@ -281,8 +287,8 @@ class Accelerator:
                               'and finiteness only, not for their magnitude')
             return None
         w_out = torch.as_tensor(np.asarray(w_out, dtype=np.float32))
-        if tuple(w_out.shape) != (self.n_rec, self.cfg.lsg.n_rec):
-            raise ShapeError(f'lsg.w_out: expected ({self.n_rec}, {self.cfg.lsg.n_rec}), got '
+        if tuple(w_out.shape) != (self.n_signals, self.cfg.lsg.n_rec):
+            raise ShapeError(f'lsg.w_out: expected ({self.n_signals}, {self.cfg.lsg.n_rec}), got '
                              f'{tuple(w_out.shape)}')
         bound = learning_signal_bound(w_out, self.cfg.lsg, dt=self.cfg.task.dt)
         return bound * 1.001 + 1e-6
@@ -375,16 +381,17 @@ class Accelerator:
         return self.substrate(t).trial(self.x, self.cfg.trainee, dt=self.cfg.task.dt)
 
     def check_learning_signal(self, learning_signal: Any) -> torch.Tensor:
-        """Return the learning signal as a (time, 1, n_rec) tensor.
+        """Return the learning signal as a (time, 1, n_signals) tensor (n_signals = n_rec, plus
+        n_out with ``eprop.update_w_out``: :func:`~l2l_nmhw_ros.l2l.inner.n_learning_signals`).
 
         Raises:
-            ShapeError: not (n_steps, n_rec).
+            ShapeError: not (n_steps, n_signals).
             ValueError: not finite.
             RejectedInput: larger than the checkpoint's LSG can emit
                 (:func:`~l2l_nmhw_ros.snn.lsg.learning_signal_bound`, per neuron).
         """
         sig = torch.as_tensor(np.asarray(learning_signal, dtype=np.float32))
-        shape = (self.cfg.task.n_steps, self.n_rec)
+        shape = (self.cfg.task.n_steps, self.n_signals)
         if tuple(sig.shape) != shape:
             raise ShapeError(f'learning_signal: expected (time, neuron) = {shape}, got '
                              f'{tuple(sig.shape)}')
@@ -404,7 +411,7 @@ class Accelerator:
         """Run one episode on-chip: (baseline trial), learning trial, update, test trial.
 
         Args:
-            learning_signal: L (time, n_rec) from the LSG.
+            learning_signal: L (time, n_signals) from the LSG (:meth:`check_learning_signal`).
             t: emulator time [s] (all reads and the programming of this episode).
             baseline: also run the baseline test trial before the update.
 
@@ -430,7 +437,8 @@ class Accelerator:
                             weights_changed=int(changed.sum()), dq_in=dq_in, dq_rec=dq_rec,
                             changed=changed, target_before=target_before,
                             timings=sub.stage_times(baseline),
-                            rate_hz=float(res.learn.z.mean()) / self.cfg.task.dt)
+                            rate_hz=float(res.learn.z.mean()) / self.cfg.task.dt,
+                            dq_out=sub.substrate.dq_out)
 
     def restore(self, outcome: AdaptOutcome, t: float) -> int:
         """Program the weights ``outcome`` changed back to their targets before it, at ``t``.

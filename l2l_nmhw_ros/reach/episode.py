@@ -9,7 +9,7 @@ One new reach target = one task = one episode:
 2. **Demonstration**: the ``reach`` task for that goal, as the task family builds it
    (:func:`l2l_nmhw_ros.l2l.tasks.minimum_jerk`): q^t = q_home + (q_goal - q_home) s(t) over
    ``task.n_steps`` steps, omega^t = (q^t - q^{t-1}) / omega_scale, xyz^t = FK(q^t).
-3. **Learning signal**: the LSG (software, float) on [clock, binary-coded xyz] -> L (time, n_rec).
+3. **Learning signal**: the LSG (software, float) on [clock, binary-coded xyz] -> L (time, n_signals).
 4. **Evaluation** of an execution from measured joint positions: the measured path resampled at
    the playback times of the network steps, FK, then the mean end-effector distance to the
    demonstration (path error), the distance of the end-effector to the target at the end of the
@@ -37,7 +37,7 @@ from l2l_nmhw_ros.config import FK_JOINTS, L2LConfig, from_dict, to_dict
 from l2l_nmhw_ros.errors import CheckpointError, ConfigError, L2LError, ShapeError
 from l2l_nmhw_ros.l2l import checkpoint
 from l2l_nmhw_ros.l2l.checkpoint import target_code as checkpoint_target_code
-from l2l_nmhw_ros.l2l.inner import lsg_inputs
+from l2l_nmhw_ros.l2l.inner import lsg_inputs, n_learning_signals
 from l2l_nmhw_ros.l2l.tasks import minimum_jerk
 from l2l_nmhw_ros.share import find_share
 from l2l_nmhw_ros.snn.lsg import run_lsg
@@ -409,8 +409,9 @@ class ReachPlanner:
             if w is None:
                 raise CheckpointError(f'checkpoint: lsg.{k} missing')
             self.lsg[k] = torch.as_tensor(np.asarray(w, dtype=np.float32))
-        if self.lsg['w_out'].shape[0] != cfg.trainee.n_rec:
-            raise ShapeError(f'lsg.w_out: expected ({cfg.trainee.n_rec}, n_lsg), got '
+        if self.lsg['w_out'].shape[0] != n_learning_signals(cfg):
+            raise ShapeError(f'lsg.w_out: expected ({n_learning_signals(cfg)}, n_lsg) '
+                             f'(eprop.update_w_out={cfg.eprop.update_w_out}), got '
                              f'{tuple(self.lsg["w_out"].shape)}')
         self.limits = planner_limits(cfg, urdf)
         self.home = np.asarray(cfg.control.home, dtype=np.float64)
@@ -449,7 +450,8 @@ class ReachPlanner:
                              omega=omega, xyz=self.fk(q))
 
     def learning_signal(self, demo: Demonstration) -> np.ndarray:
-        """Run the LSG on the demonstration; return L (time, n_rec) float32."""
+        """Run the LSG on the demonstration; return L (time, n_signals) float32 (n_rec, plus
+        n_out with ``eprop.update_w_out``)."""
         xyz = torch.as_tensor(demo.xyz, dtype=torch.float32)[:, None, :]
         with torch.no_grad():
             sig = run_lsg(self.lsg, lsg_inputs(self.cfg, xyz), self.cfg.lsg, dt=self.cfg.task.dt)

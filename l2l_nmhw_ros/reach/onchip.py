@@ -3,7 +3,7 @@
 :class:`OnChipLearner` is everything ``pcm_accelerator`` does between a received learning signal
 and the joint-position commands it streams; the node only converts messages and calls it.
 
-Per learning signal L (time, n_rec), one episode:
+Per learning signal L (time, n_signals), one episode:
 
 1. **Admission**: a signal identical (same CRC-32, :func:`~l2l_nmhw_ros.reach.reports.signal_crc`)
    to the running or a queued one is the controller's re-send of an unacknowledged signal and is
@@ -82,7 +82,7 @@ class QueuedSignal:
     """A learning signal waiting for its episode.
 
     Attributes:
-        signal: L (time, n_rec) float32.
+        signal: L (time, n_signals) float32.
         crc: its CRC-32 (8 hex digits).
         t_in: monotonic time of its arrival [s] (start of the adaptation latency).
     """
@@ -287,7 +287,7 @@ class OnChipLearner:
         self._js_clock = self._clock()
 
     def on_learning_signal(self, signal: np.ndarray, t_in: float) -> Admission:
-        """Run, queue or ignore (a re-send) a learning signal L (time, n_rec).
+        """Run, queue or ignore (a re-send) a learning signal L (time, n_signals).
 
         Args:
             signal: the learning signal.
@@ -298,7 +298,7 @@ class OnChipLearner:
         its CRC and the reason goes out at once (the controller ends its episode with it).
 
         Raises:
-            ShapeError: not (task.n_steps, trainee.n_rec).
+            ShapeError: not (task.n_steps, n_signals).
         """
         crc = signal_crc(signal)
         try:

@@ -64,7 +64,7 @@ class ControllerOutputs(Protocol):
         """Readers of the learning-signal topic now."""
 
     def publish_signal(self, signal: np.ndarray) -> None:
-        """The learning signal L (time, n_rec)."""
+        """The learning signal L (time, n_signals)."""
 
     def publish_demonstration(self, demo: Demonstration) -> None:
         """The episode's demonstration."""
@@ -83,7 +83,7 @@ class ReachEpisode:
     Attributes:
         number: the controller's episode number (1, 2, ...).
         demo: the demonstration of the target.
-        signal: the learning signal L (time, n_rec).
+        signal: the learning signal L (time, n_signals).
         lsg_ms: time the LSG took [ms].
         handshake: the hand-over of the signal and the following of its accelerator episode.
     """

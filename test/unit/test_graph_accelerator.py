@@ -153,7 +153,7 @@ def test_one_inner_loop_crossbar_substrate_equals_the_batched_path(preset: str) 
         torch.testing.assert_close(b.dw_rec.float(), a.dw_rec.float(), rtol=1e-5, atol=1e-6)
         torch.testing.assert_close(b.test.z, a.test.z, rtol=0, atol=0)
         assert not torch.equal(a.test.z, a.learn.z)  # the update changed the trial
-        for wa, wb in zip(a[7:], b[7:], strict=True):
+        for wa, wb in zip(a[7:10], b[7:10], strict=True):  # w_in, w_rec, w_out
             torch.testing.assert_close(wb.float(), wa.float(), rtol=0, atol=1e-6)
         torch.testing.assert_close(b.test.y.float(), a.test.y.float(), rtol=0, atol=2e-5)
         assert torch.equal(b.n_programmed, a.n_programmed)  # devices: both count N per weight
