@@ -414,8 +414,12 @@ class MetaTrainer:
         configuration's), which leaves every joint trajectory unchanged; when this configuration
         also learns the readout (``eprop.update_w_out``) and the checkpoint's LSG has no readout
         signals, the LSG's readout gets n_out zero rows (the first update is the checkpoint's).
-        The LSG target code may differ (the LSG then relearns its input). Iteration 0, Adam,
-        task and noise streams start fresh.
+        The LSG target code may differ (the LSG then relearns its input). Adam's moments and
+        step counts are carried over when the checkpoint has them, transformed like the weights
+        (readout: first moment / scale, second / scale², added rows 0), so that the first steps
+        are as calibrated as the checkpoint's last (a fresh Adam moves every weight by about lr
+        in its first steps, which shook a trained reach network); iteration 0, task and noise
+        streams start fresh.
 
         Returns:
             The checkpoint's metadata.
@@ -446,7 +450,28 @@ class MetaTrainer:
                 self.params[k].copy_(w)
         self.iteration = 0
         self.history = []
-        self.optimizer = torch.optim.Adam([self.params[k] for k in PARAM_NAMES], lr=self.cfg.meta.lr)
+        self.optimizer = torch.optim.Adam([self.params[k] for k in PARAM_NAMES],
+                                          lr=self.cfg.meta.lr)
+        state = ckpt.load_train_state(path)
+        if state is not None:
+            opt = self.optimizer.state_dict()
+            for idx, k in enumerate(PARAM_NAMES):
+                if f'adam.{k}.exp_avg' not in state:
+                    continue
+                m1 = torch.as_tensor(state[f'adam.{k}.exp_avg'])
+                m2 = torch.as_tensor(state[f'adam.{k}.exp_avg_sq'])
+                if k == 'trainee.w_out' and src_scale != self.cfg.task.omega_scale:
+                    r = self.cfg.task.omega_scale / src_scale  # gradient scale of the new readout
+                    m1, m2 = m1 * r, m2 * r * r
+                want = tuple(self.params[k].shape)
+                if tuple(m1.shape) != want and m1.shape[1:] == want[1:] and m1.shape[0] < want[0]:
+                    pad = m1.new_zeros(want[0] - m1.shape[0], *want[1:])
+                    m1, m2 = torch.cat([m1, pad]), torch.cat([m2, pad])
+                if tuple(m1.shape) != want:
+                    continue
+                opt['state'][idx] = {'step': torch.tensor(float(state[f'adam.{k}.step'][0])),
+                                     'exp_avg': m1.clone(), 'exp_avg_sq': m2.clone()}
+            self.optimizer.load_state_dict(opt)
         return meta
 
     def train(self, iterations: int, *, on_step: Callable[[dict[str, float]], None] | None = None,

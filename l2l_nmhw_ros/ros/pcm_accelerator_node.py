@@ -43,6 +43,7 @@ from std_msgs.msg import Float32MultiArray, Float64MultiArray
 from std_srvs.srv import Trigger
 
 from l2l_nmhw_ros import config as C
+from l2l_nmhw_ros.l2l.inner import n_learning_signals
 from l2l_nmhw_ros.reach.onchip import OnChipLearner
 from l2l_nmhw_ros.reach.reports import AcceleratorStatus
 from l2l_nmhw_ros.ros import qos
@@ -110,9 +111,11 @@ class PcmAcceleratorNode(Node):
 
     def _on_signal(self, msg: Float32MultiArray) -> None:
         t_in = time.perf_counter()
-        tc, trainee = self.core.cfg.task, self.core.cfg.trainee
-        # content (finite, within the LSG's range) is the core's to check: it answers the sender
-        sig = from_multiarray(msg, LABELS, (tc.n_steps, trainee.n_rec), finite=False)
+        cfg = self.core.cfg
+        # content (finite, within the LSG's range) is the core's to check: it answers the sender;
+        # n_rec signals, plus n_out when the checkpoint's inner loop learns the readout
+        sig = from_multiarray(msg, LABELS, (cfg.task.n_steps, n_learning_signals(cfg)),
+                              finite=False)
         self.core.on_learning_signal(sig, t_in)
 
     # ---- outputs (the core's AcceleratorOutputs) ----------------------------------------------

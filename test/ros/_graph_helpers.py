@@ -43,6 +43,7 @@ def random_checkpoint(folder: Path, network: Mapping[str, Mapping[str, Any]] | N
 
     from l2l_nmhw_ros import config as C
     from l2l_nmhw_ros.l2l import checkpoint
+    from l2l_nmhw_ros.l2l.inner import n_learning_signals
     from l2l_nmhw_ros.snn.lsg import init_lsg_weights, lsg_n_in
     from l2l_nmhw_ros.snn.trainee import init_trainee_weights
 
@@ -50,7 +51,8 @@ def random_checkpoint(folder: Path, network: Mapping[str, Mapping[str, Any]] | N
     g = torch.Generator().manual_seed(0)
     tr = init_trainee_weights(cfg.trainee, g)
     tr['w_in'] = tr['w_in'] * 2.0  # a lively random network
-    ls = init_lsg_weights(cfg.lsg, lsg_n_in(cfg.lsg, cfg.trainee.n_in), cfg.trainee.n_rec, g)
+    ls = init_lsg_weights(cfg.lsg, lsg_n_in(cfg.lsg, cfg.trainee.n_in), n_learning_signals(cfg),
+                          g)
     ls['w_out'] = ls['w_out'] * 3.0  # learning signals that change a few thousand weights
     w = {f'trainee.{k}': v.numpy() for k, v in tr.items()}
     w |= {f'lsg.{k}': v.numpy() for k, v in ls.items()}

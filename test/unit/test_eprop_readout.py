@@ -195,3 +195,30 @@ def test_init_from_a_checkpoint_without_readout_learning_keeps_its_motion(tmp_pa
     # a tensor that cannot be carried over is refused
     with pytest.raises(Exception, match='lsg.w_in'):
         MetaTrainer(C.from_dict({**base, 'lsg': {'n_rec': 31}})).init_from(str(tmp_path / 'src'))
+
+
+def test_init_from_carries_adam_over(tmp_path) -> None:
+    # the source's Adam moments come along, transformed like the weights: the readout's
+    # gradient scales with 1 / (weight scale), so its moments by r and r^2 (r = new/old scale)
+    from l2l_nmhw_ros.l2l.meta import MetaTrainer
+
+    base = {'trainee': {'n_rec': N_REC}, 'lsg': {'n_rec': 30},
+            'meta': {'batch_size': 2, 'pcm_in_loop': False}}
+    src = MetaTrainer(C.from_dict(base))
+    with torch.no_grad():
+        src.params['trainee.w_in'].mul_(3.0)
+    src.step()
+    src.save(str(tmp_path / 'src'))
+    st = src.optimizer.state_dict()['state']
+    dst = MetaTrainer(C.from_dict({**base, 'eprop': {'update_w_out': True},
+                                   'task': {'omega_scale': 0.001}}))
+    dst.init_from(str(tmp_path / 'src'))
+    got = dst.optimizer.state_dict()['state']
+    torch.testing.assert_close(got[0]['exp_avg_sq'], st[0]['exp_avg_sq'])  # trainee.w_in
+    torch.testing.assert_close(got[2]['exp_avg'], st[2]['exp_avg'] * 0.1)  # trainee.w_out
+    torch.testing.assert_close(got[2]['exp_avg_sq'], st[2]['exp_avg_sq'] * 0.01)
+    torch.testing.assert_close(got[5]['exp_avg'][:N_REC], st[5]['exp_avg'])  # lsg.w_out
+    torch.testing.assert_close(got[5]['exp_avg'][N_REC:], torch.zeros(2, 30))
+    assert float(got[5]['step']) == 1.0
+    dst.step()  # and training goes on from there
+    assert dst.iteration == 1
