@@ -249,7 +249,7 @@ class EpropConfig(_Section):
     update_w_out: bool = param(False, '', 'Also update the readout in the inner loop, from n_out '
                                'extra LSG learning signals (e-prop readout rule Delta W_out = '
                                '-eta_out sum_t L_out z_hat); paper: False', read_only=True)
-    eta_out: float = param(1e-3, '1', 'Readout learning rate of update_w_out', lo=0.0)
+    eta_out: float = param(1e-4, '1', 'Readout learning rate of update_w_out', lo=0.0)
 
 
 @dataclasses.dataclass(frozen=True)
