@@ -77,7 +77,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument('--device', default='cpu', metavar='DEVICE',
                         help='cpu (default), cuda, cuda:N or auto (CUDA when available); under '
                              'torchrun, cuda means the GPU of LOCAL_RANK')
-    parser.add_argument('--log', default=None, metavar='JSONL', help='append metrics here')
+    parser.add_argument('--log', '--metrics-log', dest='log', default=None, metavar='JSONL',
+                        help='append metrics here (--metrics-log under torchrun, whose own '
+                             'parser takes --log for an ambiguous abbreviation of its --log-dir)')
+    parser.add_argument('--keep-best', default=None, metavar='DIR',
+                        help='after every validation with the lowest validation loss of this run '
+                             'so far, also save the checkpoint (with its training state) to DIR: '
+                             'meta-training with PCM in the loop is noisy, the last state is not '
+                             'always the best')
     parser.add_argument('--no-progress', action='store_true', help='no progress bar')
 
 
@@ -326,9 +333,14 @@ def _train_on(args: argparse.Namespace, interrupts: _Interrupts, cfg: C.L2LConfi
                             xyz0=f"{p['xyz_mse_before']:.4f}", hz=f"{p['rate_trainee_hz']:.0f}",
                             lsg_hz=f"{p['rate_lsg_hz']:.0f}", prog=f"{p['n_programmed']:.0f}")
 
+        best = [float('inf')]
+
         def on_validate(v: dict[str, float]) -> None:
             last_val.clear()
             last_val.update(v)
+            if args.keep_best and v['val_loss'] < best[0]:
+                best[0] = v['val_loss']
+                save(args.keep_best)
             v = dict(v, iteration=trainer.iteration, wall_s=time.monotonic() - t_start)
             if logf:
                 logf.write(json.dumps(v) + '\n')
@@ -337,11 +349,11 @@ def _train_on(args: argparse.Namespace, interrupts: _Interrupts, cfg: C.L2LConfi
                       f"after {v['val_xyz_mse']:.4f} omega {v['val_omega_mse_before']:.4f} -> "
                       f"{v['val_omega_mse']:.4f}")
 
-        def save() -> None:
+        def save(where: str | Path = out) -> None:
             elapsed = time.monotonic() - t_start
             n = trainer.iteration - start_iter
             with interrupts.deferred():  # never a half-written checkpoint
-                trainer.save(str(out), extra={
+                trainer.save(str(where), extra={
                     'git_revision': rev, 'metrics': dict(last_val),
                     'train': {'seconds_this_run': elapsed,
                               's_per_iteration': elapsed / n if n else None,

@@ -221,3 +221,25 @@ def test_a_torn_checkpoint_is_refused_on_resume(torn: str, tiny: Path, tmp_path:
     assert _train(tiny, out, '--iterations', '3', '--resume') == 2
     assert f'{torn}: content differs from the SHA-256 recorded in metadata.json' in (
         capsys.readouterr().err)
+
+
+def test_keep_best_saves_the_lowest_validation(tiny: Path, tmp_path: Path) -> None:
+    # --keep-best DIR holds the state of the validation with the lowest loss of the run (which
+    # the log shows), with its training state, so a noisy run can be continued from its best
+    cfg = tmp_path / 'val.yaml'
+    cfg.write_text(TINY.replace('checkpoint_every: 2,', 'checkpoint_every: 2, validate_every: 1, '
+                                'validation_batches: 1, validation_tasks: 2, lr: 0.05,'))
+    log, best = tmp_path / 'log.jsonl', tmp_path / 'best'
+    assert cli.main(['train', '--config', str(cfg), '--out', str(tmp_path / 'run'), '--no-progress',
+                     '--iterations', '6', '--log', str(log), '--keep-best', str(best)]) == 0
+    vals = [json.loads(x) for x in log.read_text().splitlines()]
+    vals = [v for v in vals if 'val_loss' in v]
+    assert len(vals) == 6
+    i_best = min(vals, key=lambda v: v['val_loss'])['iteration']
+    assert _iteration(best) == i_best
+    assert i_best != vals[-1]['iteration']  # so saving at every validation would fail here
+    meta = json.loads((best / ckpt.METADATA_FILE).read_text())
+    assert meta['metrics']['val_loss'] == min(v['val_loss'] for v in vals)
+    assert (best / 'train_state.safetensors').exists()
+    # the losses differ between validations (lr 0.05), so the test can tell the best apart
+    assert len({round(v['val_loss'], 12) for v in vals}) > 1
