@@ -322,6 +322,9 @@ class MetaConfig(_Section):
                                       'meta-training (batch split evenly; paper: brownian)')
     grad_clip: float = param(0.0, '1', 'Clip the meta-gradient global norm (0 = off; paper: off)',
                              lo=0.0)
+    clip_trainee: bool = param(False, '', 'After every step, clip the trainee meta-parameters to '
+                               '+-pcm.w_max (what a crossbar can hold; paper: off, its '
+                               'checkpoint has 10.8 % of W_in beyond)')
     checkpoint_every: int = param(500, 'iterations', 'Checkpoint period', lo=1)
     validation_tasks: int = param(90, 'tasks', 'Tasks per validation batch', lo=1)
 

@@ -311,6 +311,9 @@ class MetaTrainer:
         with torch.no_grad():  # keep the no-autapse structure exact in the stored weights
             for k in ('trainee.w_rec', 'lsg.w_rec'):
                 self.params[k].fill_diagonal_(0.0)
+            if cfg.meta.clip_trainee:  # only what the crossbar can hold (meta.clip_trainee)
+                for k in ('trainee.w_in', 'trainee.w_rec', 'trainee.w_out'):
+                    self.params[k].clamp_(-cfg.pcm.w_max, cfg.pcm.w_max)
         self.iteration += 1
         parts['iteration'] = self.iteration
         parts['lr'] = self.lr()

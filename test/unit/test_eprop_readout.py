@@ -222,3 +222,21 @@ def test_init_from_carries_adam_over(tmp_path) -> None:
     assert float(got[5]['step']) == 1.0
     dst.step()  # and training goes on from there
     assert dst.iteration == 1
+
+
+def test_clip_trainee_keeps_the_meta_parameters_programmable() -> None:
+    # meta.clip_trainee: after a step every trainee weight is within +-pcm.w_max (the LSG, which
+    # stays in software, is not clipped); off (the paper), the weights may leave the range
+    from l2l_nmhw_ros.l2l.meta import MetaTrainer
+
+    base = {'trainee': {'n_rec': N_REC}, 'lsg': {'n_rec': 30},
+            'meta': {'batch_size': 2, 'pcm_in_loop': False}}
+    for clip in (False, True):
+        tr = MetaTrainer(C.from_dict({**base, 'meta': {**base['meta'], 'clip_trainee': clip}}))
+        with torch.no_grad():
+            tr.params['trainee.w_in'].mul_(6.0)  # ~40 % of W_in beyond +-1
+            tr.params['lsg.w_in'].mul_(6.0)
+        tr.step()
+        beyond = float(tr.params['trainee.w_in'].abs().max())
+        assert (beyond <= 1.0) if clip else (beyond > 1.5)
+        assert float(tr.params['lsg.w_in'].abs().max()) > 1.5  # the LSG is never clipped
