@@ -228,9 +228,9 @@ class LSGConfig(_SpikingNetwork):
     bits_per_coord: int = param(16, '1', 'Binary input neurons per target coordinate',
                                 lo=1, hi=31, read_only=True)
     target_code: str = param('workspace', '', 'Binary code of the target coordinates fed to the '
-                             'LSG: paper (authors, wraps at 1 m), clamped (saturates at 1 m; the '
-                             'shipped checkpoint), workspace (-2..2 m, no wrap); a checkpoint '
-                             'records its own', choices=TARGET_CODES,
+                             'LSG: paper (authors, wraps at 1 m), clamped (saturates at 1 m; '
+                             'checkpoints/paper_two_joints), workspace (-2..2 m, no wrap); a '
+                             'checkpoint records its own', choices=TARGET_CODES,
                              read_only=True)
     rate_target: float = param(10.0, 'Hz', 'Firing-rate regulariser target', lo=0.0)
     rate_reg: float = param(0.25, '1', 'Firing-rate regulariser weight', lo=0.0)

@@ -10,9 +10,9 @@ installed; ~1 ms instead of ~40 ms per trial) or in the torch loop of
 :func:`~l2l_nmhw_ros.snn.trainee.run_trial` (``fast=False``): the same equations and read-noise
 model; the noise is drawn in another order, so seeded runs of the two differ by the noise sample.
 
-One episode (:meth:`Accelerator.adapt`), given the learning signal L (time, n_signals) received from
-the controller (n_signals = n_rec, plus n_out when the checkpoint's inner loop also learns the
-readout, ``eprop.update_w_out``), runs the package's one inner loop,
+One episode (:meth:`Accelerator.adapt`), given the learning signal L (time, n_signals) received
+from the controller (n_signals = n_rec, plus n_out when the checkpoint's inner loop also learns
+the readout, ``eprop.update_w_out``), runs the package's one inner loop,
 :func:`l2l_nmhw_ros.l2l.inner.update_and_test`, on a
 :class:`~l2l_nmhw_ros.l2l.substrate.CrossbarSubstrate` of this crossbar at the episode's time:
 
@@ -20,8 +20,8 @@ a) baseline test trial with the current (meta-learned) weights, no update (optio
    report the error before the update;
 b) learning trial; e-prop update ΔW = -η Σ_t L ψ ē with the local traces of that trial, for W_in
    and/or W_rec (``eprop`` section), the W_rec diagonal masked (no autapses), and with
-   ``eprop.update_w_out`` ΔW_out = -η_out Σ_t L_out ẑ from the last n_out signals; ΔW rounded ONCE to
-   the ``pcm.delta_w_step`` grid and written on-chip with :meth:`Crossbar.add`, which
+   ``eprop.update_w_out`` ΔW_out = -η_out Σ_t L_out ẑ from the last n_out signals; ΔW rounded
+   ONCE to the ``pcm.delta_w_step`` grid and written on-chip with :meth:`Crossbar.add`, which
    re-programs only the devices of changed weights;
 c) adapted test trial -> readout omega (time, n_out).
 

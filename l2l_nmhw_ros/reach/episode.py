@@ -9,7 +9,8 @@ One new reach target = one task = one episode:
 2. **Demonstration**: the ``reach`` task for that goal, as the task family builds it
    (:func:`l2l_nmhw_ros.l2l.tasks.minimum_jerk`): q^t = q_home + (q_goal - q_home) s(t) over
    ``task.n_steps`` steps, omega^t = (q^t - q^{t-1}) / omega_scale, xyz^t = FK(q^t).
-3. **Learning signal**: the LSG (software, float) on [clock, binary-coded xyz] -> L (time, n_signals).
+3. **Learning signal**: the LSG (software, float) on [clock, binary-coded xyz] -> L
+   (time, n_signals).
 4. **Evaluation** of an execution from measured joint positions: the measured path resampled at
    the playback times of the network steps, FK, then the mean end-effector distance to the
    demonstration (path error), the distance of the end-effector to the target at the end of the

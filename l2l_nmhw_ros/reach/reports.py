@@ -40,7 +40,8 @@ def signal_crc(signal: np.ndarray) -> str:
     """CRC-32 of a learning signal's float32 bytes as 8 hex digits.
 
     The identity of an episode shared by ``snn_controller`` and ``pcm_accelerator``
-    (``learning_signal_crc32``): the signal (time, n_signals) is converted to C-ordered float32 first.
+    (``learning_signal_crc32``): the signal (time, n_signals) is converted to C-ordered float32
+    first.
     """
     return f'{zlib.crc32(np.ascontiguousarray(signal, dtype=np.float32).tobytes()):08x}'
 

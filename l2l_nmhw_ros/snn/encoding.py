@@ -99,7 +99,7 @@ def encode_target(xyz: torch.Tensor, bits: int, *, code: str) -> torch.Tensor:
       z = -0.9 m. The published weights were meta-trained on it.
     - ``clamped``: floor((c + 1) 2^(bits-1)) in float64, clipped to [0, 2^bits - 1]: the same
       code on [-1, 1) m, but every c >= 1 m is all ones (blind above 1 m). What the shipped
-      checkpoint ``checkpoints/default`` (iteration 2010) was trained on; kept for it only.
+      checkpoint ``checkpoints/paper_two_joints`` (iteration 2010) was trained on; kept for it.
     - ``workspace``: floor((c + 2) 2^bits / 4) in float64 on [-2, 2) m, resolution
       4 m / 2^bits (61 µm for 16 bits), no wrap and no saturation; it covers the whole
       ED-Scorbot workspace (|x|, |y| <= 0.921 m, z in [-0.512, 1.229] m at any joint angles)

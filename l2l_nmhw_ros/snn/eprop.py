@@ -6,15 +6,18 @@ Paper code ``model/l2l_trainee_lsg.py::inner_loop``:
     Delta W_rec[j, i] = -eta sum_t L_j^t psi_j^t z_bar_i^t      (i != j)
 
 with the learning signals L from the LSG (Scherr et al. 2020, natural e-prop; Bellec et al. 2020,
-e-prop). Optionally (``eprop.update_w_out``, not in the paper) the readout learns too, with e-prop's
-readout rule (Bellec et al. 2020, eq. 26: Delta W_out[k, j] = -eta sum_t (y_k - y*_k) z_hat_j^t)
-where the output error is replaced by n_out further learning signals of the LSG:
-
-    Delta W_out[k, j] = -eta_out sum_t L_out_k^t z_hat_j^t,   z_hat_j^t = kappa z_hat_j^(t-1) + z_j^t
-
-(z_hat: the spikes filtered like the leaky readout, kappa = exp(-dt / tau_out)). This equals -eta times autograd's gradient of E = sum_t sum_j L_j^t z_j^t with L held
+e-prop). This equals -eta times autograd's gradient of E = sum_t sum_j L_j^t z_j^t with L held
 constant and the recurrent spike input and the reset stopped (``run_trial(...,
 eprop_truncation=True)``) — tested in ``test/unit/test_snn_eprop.py``.
+
+Optionally (``eprop.update_w_out``, not in the paper) the readout learns too, with e-prop's
+readout rule (Bellec et al. 2020: Delta W_out[k, j] = -eta sum_t (y_k - y*_k) z_hat_j^t) where
+the output error is replaced by n_out further learning signals of the LSG:
+
+    Delta W_out[k, j] = -eta_out sum_t L_out_k^t z_hat_j^t
+    z_hat_j^t = kappa z_hat_j^(t-1) + z_j^t      (the spikes filtered like the leaky readout)
+
+with kappa = exp(-dt / tau_out); tested in ``test/unit/test_eprop_readout.py``.
 """
 
 from __future__ import annotations

@@ -230,8 +230,9 @@ def test_keep_best_saves_the_lowest_validation(tiny: Path, tmp_path: Path) -> No
     cfg.write_text(TINY.replace('checkpoint_every: 2,', 'checkpoint_every: 2, validate_every: 1, '
                                 'validation_batches: 1, validation_tasks: 2, lr: 0.05,'))
     log, best = tmp_path / 'log.jsonl', tmp_path / 'best'
-    assert cli.main(['train', '--config', str(cfg), '--out', str(tmp_path / 'run'), '--no-progress',
-                     '--iterations', '6', '--log', str(log), '--keep-best', str(best)]) == 0
+    assert cli.main(['train', '--config', str(cfg), '--out', str(tmp_path / 'run'),
+                     '--no-progress', '--iterations', '6', '--log', str(log),
+                     '--keep-best', str(best)]) == 0
     vals = [json.loads(x) for x in log.read_text().splitlines()]
     vals = [v for v in vals if 'val_loss' in v]
     assert len(vals) == 6

@@ -10,16 +10,26 @@ from l2l_nmhw_ros.l2l.evaluate import (EVAL_SEED, config_from_metadata, default_
 
 
 def test_default_checkpoint_loads_with_contract_shapes() -> None:
+    # three learned joints (base, shoulder, elbow: one readout each), the workspace target code,
+    # and an inner loop that learns the readout only (250 + 3 learning signals per step)
+    from l2l_nmhw_ros.l2l.inner import n_learning_signals
+
     weights, meta = ckpt.load(default_checkpoint())
     cfg = config_from_metadata(meta)
     n_lsg = cfg.lsg.n_rec
+    assert cfg.task.learned_joints == ('base_joint', 'shoulder', 'elbow')
+    assert cfg.lsg.target_code == 'workspace'
+    assert cfg.eprop.update_w_out and not cfg.eprop.update_w_in and not cfg.eprop.update_w_rec
     assert weights['trainee.w_in'].shape == (250, 5)
     assert weights['trainee.w_rec'].shape == (250, 250)
-    assert weights['trainee.w_out'].shape == (2, 250)
+    assert weights['trainee.w_out'].shape == (3, 250)
     assert weights['lsg.w_in'].shape == (n_lsg, 53)
     assert weights['lsg.w_rec'].shape == (n_lsg, n_lsg)
-    assert weights['lsg.w_out'].shape == (250, n_lsg)
+    assert weights['lsg.w_out'].shape == (n_learning_signals(cfg), n_lsg) == (253, n_lsg)
     assert float(abs(weights['trainee.w_rec'].diagonal()).max()) == 0.0
+    # every trainee weight is one the crossbar can hold (meta.clip_trainee)
+    for k in ('trainee.w_in', 'trainee.w_rec', 'trainee.w_out'):
+        assert float(abs(weights[k]).max()) <= cfg.pcm.w_max, k
     assert meta['format_version'] == ckpt.FORMAT_VERSION
     assert meta['config_hash']
 
@@ -33,18 +43,21 @@ def test_default_checkpoint_one_update_lowers_reach_error() -> None:
 
 
 #: xyz MSE [m²] of the first 50 tasks (one chunk) of the model card's evaluation (seed 20250)
-GOLDEN_50 = {'reach': {'before': 0.207899, 'software': 0.029942, 'software_4bit': 0.035084,
-                       'before_pcm': 0.211691, 'pcm': 0.023517},
-             'brownian': {'before': 0.151644, 'software': 0.031679, 'software_4bit': 0.037939,
-                          'before_pcm': 0.153331, 'pcm': 0.024639}}
+GOLDEN_50 = {'reach': {'before': 0.17957, 'software': 0.002636, 'software_4bit': 0.003356,
+                       'before_pcm': 0.183352, 'pcm': 0.005098},
+             'brownian': {'before': 0.008567, 'software': 0.001009, 'software_4bit': 0.001823,
+                          'before_pcm': 0.01108, 'pcm': 0.003833}}
+#: least improvement (before / after the update, xyz MSE) pinned per family: measured 68x / 36x
+#: (reach, software / PCM) and 8.5x / 2.9x (brownian, whose paths move little: small "before")
+MIN_IMPROVEMENT = {'reach': 20.0, 'brownian': 2.0}
 
 
 def test_default_checkpoint_first_chunk_of_the_model_card_evaluation() -> None:
     # the model card's evaluation runs in chunks of 50 tasks with per-backend noise streams, so
     # its first chunk is this 50-task run: every xyz MSE within 2 % of the values measured when
     # eval.json was written (float32 summation order may flip a near-threshold spike on another
-    # CPU), and one update lowers the xyz MSE at least 4x in software and on PCM (measured
-    # 6.9x / 9.0x reach, 4.8x / 6.2x brownian). ~7 s; the 200-task check is slow.
+    # CPU), and one update lowers the xyz MSE by the pinned factors in software and on PCM. ~7 s;
+    # the 200-task check is slow.
     import torch
 
     torch.set_num_threads(1)
@@ -54,16 +67,17 @@ def test_default_checkpoint_first_chunk_of_the_model_card_evaluation() -> None:
         for row, value in golden.items():
             assert res[row]['xyz_mse'] == pytest.approx(value, rel=0.02), (fam, row)
         s = summary(res)
-        assert s['xyz_improvement_software'] >= 4.0 and s['xyz_improvement_pcm'] >= 4.0, s
+        assert s['xyz_improvement_software'] >= MIN_IMPROVEMENT[fam], (fam, s)
+        assert s['xyz_improvement_pcm'] >= MIN_IMPROVEMENT[fam], (fam, s)
 
 
 @pytest.mark.slow
 def test_default_checkpoint_meets_the_model_card_on_200_tasks() -> None:
     # The model card's evaluation (200 unseen tasks per family, seed 20250, one torch thread),
     # recomputed: every xyz MSE equals checkpoints/default/eval.json within 2 % (float32 summation
-    # order may flip a near-threshold spike on another CPU), and the two bars of the model card
-    # hold: one update lowers the xyz MSE at least 2x in software and on PCM, and PCM after the
-    # update is within 20 % of float software. ~30 s.
+    # order may flip a near-threshold spike on another CPU), one update lowers the xyz MSE by the
+    # pinned factors, and the reach bar on the xyz MSE after ONE update on PCM holds
+    # (<= 0.008 m²). ~40 s.
     import json
 
     import torch
@@ -80,9 +94,10 @@ def test_default_checkpoint_meets_the_model_card_on_200_tasks() -> None:
             assert res[row]['xyz_mse'] == pytest.approx(golden[row]['xyz_mse'], rel=0.02), \
                 (fam, row)
         s = summary(res)
-        assert s['xyz_improvement_software'] >= 2.0
-        assert s['xyz_improvement_pcm'] >= 2.0
-        assert abs(s['pcm_vs_software_rel']) <= 0.20, (fam, s)
+        assert s['xyz_improvement_software'] >= MIN_IMPROVEMENT[fam]
+        assert s['xyz_improvement_pcm'] >= MIN_IMPROVEMENT[fam]
+        if fam == 'reach':
+            assert res['pcm']['xyz_mse'] <= 0.008
 
 
 def test_deployment_pcm_differences_from_the_checkpoint_are_named() -> None:
@@ -100,18 +115,19 @@ def test_deployment_pcm_differences_from_the_checkpoint_are_named() -> None:
 
 
 def test_the_checkpoint_not_the_deployment_sets_learned_joints_and_target_code() -> None:
-    # a deployment configured for 3 learned joints and the workspace code still runs the shipped
-    # checkpoint as trained: 2 readouts (base, shoulder, from its n_out: it predates the field)
-    # and the clamped target code it records
+    # a deployment configured for the paper's two joints and code still runs the shipped
+    # checkpoint as trained: 3 readouts (base, shoulder, elbow), the workspace code, readout
+    # learning and its omega scale; the differences are named
     from l2l_nmhw_ros import config as C
     from l2l_nmhw_ros.l2l.train_cli import preset_path
     from l2l_nmhw_ros.reach.episode import network_config
 
-    deploy = C.load(C.default_config_path(), preset_path('reach3'))
-    assert deploy.task.learned_joints == ('base_joint', 'shoulder', 'elbow')
+    deploy = C.load(C.default_config_path(), preset_path('paper'))
+    assert deploy.task.learned_joints == ('base_joint', 'shoulder')
     _, meta = ckpt.load(default_checkpoint())
-    assert 'learned_joints' not in meta['config']['task']
     cfg, diffs = network_config(deploy, meta)
-    assert cfg.task.learned_joints == ('base_joint', 'shoulder') and cfg.trainee.n_out == 2
-    assert cfg.lsg.target_code == 'clamped'
+    assert cfg.task.learned_joints == ('base_joint', 'shoulder', 'elbow')
+    assert cfg.trainee.n_out == 3
+    assert cfg.lsg.target_code == 'workspace'
+    assert cfg.eprop.update_w_out and cfg.task.omega_scale == 0.001
     assert any(d.startswith('task.learned_joints') for d in diffs)

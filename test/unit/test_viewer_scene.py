@@ -237,8 +237,8 @@ def test_click_surface_covers_the_reachable_targets() -> None:
     from l2l_nmhw_ros.viewer.sources import surface_of_checkpoint
 
     pts = surface_of_checkpoint('')
-    assert pts.shape == (96 * 96, 3)
     cfg, _ = network_config(C.load(), ckpt_io.load(resolve_checkpoint(''))[1])
+    assert pts.shape == (96 ** len(cfg.task.learned_joints), 3)  # the shipped one: 3 joints
     targets = random_reachable_targets(cfg, 50, np.random.default_rng(0), min_travel=0.05)
     d = np.linalg.norm(targets[:, None, :] - pts[None], axis=-1).min(axis=1)
     assert d.max() < 0.03, d.max()
