@@ -396,14 +396,7 @@ class MetaTrainer:
         self.history = list(meta.get('history_tail', []))
         state = ckpt.load_train_state(path)
         if state is not None:
-            opt = self.optimizer.state_dict()
-            for idx, name in enumerate(PARAM_NAMES):
-                if f'adam.{name}.exp_avg' in state:
-                    opt['state'][idx] = {
-                        'step': torch.tensor(float(state[f'adam.{name}.step'][0])),
-                        'exp_avg': torch.as_tensor(state[f'adam.{name}.exp_avg']).clone(),
-                        'exp_avg_sq': torch.as_tensor(state[f'adam.{name}.exp_avg_sq']).clone()}
-            self.optimizer.load_state_dict(opt)  # moves the moments to the parameters' device
+            self._load_adam(state)
             self.task_rng.bit_generator.state = json.loads(bytes(state['rng.tasks']).decode())
             self.iteration = int(state['iteration'][0])
         return meta
@@ -415,8 +408,9 @@ class MetaTrainer:
         configuration with the same network sizes and is carried over so that it still means
         the same thing: the trainee's readout is scaled by (its ``task.omega_scale`` / this
         configuration's), which leaves every joint trajectory unchanged; when this configuration
-        also learns the readout (``eprop.update_w_out``) and the checkpoint's LSG has no readout
-        signals, the LSG's readout gets n_out zero rows (the first update is the checkpoint's).
+        also learns the readout (``eprop.update_w_out``), the LSG's readout-signal rows are scaled
+        the same way (so the readout update moves the arm as before), or added as n_out zero
+        rows when the checkpoint has none (the first update is the checkpoint's).
         The LSG target code may differ (the LSG then relearns its input). Adam's moments and
         step counts are carried over when the checkpoint has them, transformed like the weights
         (readout: first moment / scale, second / scale², added rows 0), so that the first steps
@@ -447,6 +441,9 @@ class MetaTrainer:
                     log.info('%s: readout scaled by %g (task.omega_scale %g -> %g)', path,
                              src_scale / self.cfg.task.omega_scale, src_scale,
                              self.cfg.task.omega_scale)
+                if k == 'lsg.w_out' and w.shape[0] > n_rec:  # its readout signals: same change
+                    w = w.clone()
+                    w[n_rec:] *= src_scale / self.cfg.task.omega_scale
                 if tuple(w.shape) != want:
                     raise CheckpointError(f'{path}: {k} has shape {tuple(w.shape)}, expected '
                                           f'{want}')
@@ -457,25 +454,45 @@ class MetaTrainer:
                                           lr=self.cfg.meta.lr)
         state = ckpt.load_train_state(path)
         if state is not None:
-            opt = self.optimizer.state_dict()
-            for idx, k in enumerate(PARAM_NAMES):
-                if f'adam.{k}.exp_avg' not in state:
-                    continue
-                m1 = torch.as_tensor(state[f'adam.{k}.exp_avg'])
-                m2 = torch.as_tensor(state[f'adam.{k}.exp_avg_sq'])
-                if k == 'trainee.w_out' and src_scale != self.cfg.task.omega_scale:
-                    r = self.cfg.task.omega_scale / src_scale  # gradient scale of the new readout
-                    m1, m2 = m1 * r, m2 * r * r
+            r = self.cfg.task.omega_scale / src_scale  # gradient scale of a rescaled block
+
+            def carry(k: str, m1: torch.Tensor, m2: torch.Tensor
+                      ) -> tuple[torch.Tensor, torch.Tensor] | None:
+                # the moments transformed like their weights (a weight x 1/r: gradient x r)
                 want = tuple(self.params[k].shape)
+                if k == 'trainee.w_out':
+                    m1, m2 = m1 * r, m2 * r * r
+                if k == 'lsg.w_out' and m1.shape[0] > n_rec:
+                    m1, m2 = m1.clone(), m2.clone()
+                    m1[n_rec:] *= r
+                    m2[n_rec:] *= r * r
                 if tuple(m1.shape) != want and m1.shape[1:] == want[1:] and m1.shape[0] < want[0]:
                     pad = m1.new_zeros(want[0] - m1.shape[0], *want[1:])
                     m1, m2 = torch.cat([m1, pad]), torch.cat([m2, pad])
-                if tuple(m1.shape) != want:
-                    continue
-                opt['state'][idx] = {'step': torch.tensor(float(state[f'adam.{k}.step'][0])),
-                                     'exp_avg': m1.clone(), 'exp_avg_sq': m2.clone()}
-            self.optimizer.load_state_dict(opt)
+                return (m1, m2) if tuple(m1.shape) == want else None
+            self._load_adam(state, carry)
         return meta
+
+    def _load_adam(self, state: dict[str, np.ndarray],
+                   transform: Callable[[str, torch.Tensor, torch.Tensor],
+                                       tuple[torch.Tensor, torch.Tensor] | None] | None = None
+                   ) -> None:
+        """Put the Adam moments and step counts of a saved training state into the optimizer
+        (``transform(name, m1, m2)`` may change them, or drop them with None)."""
+        opt = self.optimizer.state_dict()
+        for idx, name in enumerate(PARAM_NAMES):
+            if f'adam.{name}.exp_avg' not in state:
+                continue
+            m1 = torch.as_tensor(state[f'adam.{name}.exp_avg'])
+            m2 = torch.as_tensor(state[f'adam.{name}.exp_avg_sq'])
+            if transform is not None:
+                moved = transform(name, m1, m2)
+                if moved is None:
+                    continue
+                m1, m2 = moved
+            opt['state'][idx] = {'step': torch.tensor(float(state[f'adam.{name}.step'][0])),
+                                 'exp_avg': m1.clone(), 'exp_avg_sq': m2.clone()}
+        self.optimizer.load_state_dict(opt)  # moves the moments to the parameters' device
 
     def train(self, iterations: int, *, on_step: Callable[[dict[str, float]], None] | None = None,
               on_validate: Callable[[dict[str, float]], None] | None = None,

@@ -192,6 +192,24 @@ def test_init_from_a_checkpoint_without_readout_learning_keeps_its_motion(tmp_pa
     qb = integrate_omega(b.test.y, tasks.q0.unsqueeze(0), cfg.task.omega_scale)
     torch.testing.assert_close(qb, qa, rtol=1e-4, atol=1e-5)
     assert float(qa.abs().max()) > 1e-3
+    # from a readout-learning checkpoint to another omega scale: the readout-signal rows scale
+    # with the readout, so the readout UPDATE moves the arm as before
+    with torch.no_grad():
+        dst.params['lsg.w_out'][N_REC:] = 0.02 * torch.randn(
+            2, 30, generator=torch.Generator().manual_seed(5))
+    dst.save(str(tmp_path / 'dst'))
+    cfg2 = C.from_dict({**base, 'eprop': {'update_w_out': True},
+                        'task': {'omega_scale': 0.0005}})
+    dst2 = MetaTrainer(cfg2)
+    dst2.init_from(str(tmp_path / 'dst'))
+    with torch.no_grad():
+        c = adapt(dst.trainee_weights(), dst.lsg_weights(), tasks, cfg)
+        d = adapt(dst2.trainee_weights(), dst2.lsg_weights(), tasks, cfg2)
+    assert float(c.dw_out.abs().max()) > 1e-3  # the readout update is not negligible
+    qc = integrate_omega(c.test.y, tasks.q0.unsqueeze(0), cfg.task.omega_scale)
+    qd = integrate_omega(d.test.y, tasks.q0.unsqueeze(0), cfg2.task.omega_scale)
+    torch.testing.assert_close(qd, qc, rtol=1e-4, atol=1e-5)
+    assert float((qc - qb).abs().max()) > 1e-3  # and it differs from no readout update
     # a tensor that cannot be carried over is refused
     with pytest.raises(Exception, match='lsg.w_in'):
         MetaTrainer(C.from_dict({**base, 'lsg': {'n_rec': 31}})).init_from(str(tmp_path / 'src'))
