@@ -26,6 +26,7 @@ With one process (no ``torchrun``) :data:`SINGLE` is used and nothing is communi
 from __future__ import annotations
 
 import dataclasses
+import datetime
 import os
 
 import numpy as np
@@ -173,6 +174,20 @@ def init_from_env(device: torch.device) -> World:
 
 
 def shutdown(world: World) -> None:
-    """Leave the process group (no-op for :data:`SINGLE`)."""
-    if world.distributed and torch.distributed.is_initialized():
-        torch.distributed.destroy_process_group()
+    """Leave the process group (no-op for :data:`SINGLE`), all ranks together.
+
+    A gloo rank that tore its group down while another still had it open was seen to abort
+    (``terminate called without an active exception``, SIGABRT) in a 2-process test; so the
+    ranks first meet at a barrier, bounded (gloo: 60 s, then each leaves anyway) so that a rank
+    whose peer died is not kept waiting.
+    """
+    if not (world.distributed and torch.distributed.is_initialized()):
+        return
+    try:
+        if torch.distributed.get_backend() == 'gloo':
+            torch.distributed.monitored_barrier(timeout=datetime.timedelta(seconds=60))
+        else:
+            torch.distributed.barrier()
+    except RuntimeError:  # a peer is gone: leave anyway
+        pass
+    torch.distributed.destroy_process_group()
