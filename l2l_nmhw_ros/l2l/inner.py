@@ -23,13 +23,13 @@ from typing import Any, NamedTuple
 import torch
 
 from l2l_nmhw_ros.config import L2LConfig
+from l2l_nmhw_ros.errors import ShapeError
 from l2l_nmhw_ros.l2l.substrate import FunctionalSubstrate, Substrate
 from l2l_nmhw_ros.l2l.tasks import TaskBatch
 from l2l_nmhw_ros.pcm.model import quantize_delta
 from l2l_nmhw_ros.snn.encoding import clock_input, encode_target
 from l2l_nmhw_ros.snn.eprop import delta_w, delta_w_out
 from l2l_nmhw_ros.snn.lsg import run_lsg_full
-from l2l_nmhw_ros.errors import ShapeError
 from l2l_nmhw_ros.snn.neurons import PAPER, SpikeMode, decay_factor
 from l2l_nmhw_ros.snn.trainee import TrialResult, default_mvm
 
@@ -179,14 +179,12 @@ def update_and_test(substrate: Substrate, learning_signal: torch.Tensor, cfg: L2
     for k in range(n_updates):
         if k:
             trial = substrate.trial(x, cfg.trainee, dt=dt, mode=mode)
-        dw_in, dw_rec = delta_w(trial, signal_rec, ec.eta)
+        if ec.update_w_in or ec.update_w_rec:  # (a readout-only loop skips both products)
+            dw_in, dw_rec = delta_w(trial, signal_rec, ec.eta)
         if ec.update_w_out:
             dw_out = delta_w_out(trial, signal_out, ec.eta_out, kappa)
-            n_prog = n_prog + substrate.update(dw_in if ec.update_w_in else None,
-                                               dw_rec if ec.update_w_rec else None, dw_out)
-        else:  # the paper's two blocks (substrates without a readout update stay valid)
-            n_prog = n_prog + substrate.update(dw_in if ec.update_w_in else None,
-                                               dw_rec if ec.update_w_rec else None)
+        n_prog = n_prog + substrate.update(dw_in if ec.update_w_in else None,
+                                           dw_rec if ec.update_w_rec else None, dw_out)
     test = substrate.trial(x, cfg.trainee, dt=dt, mode=mode) if n_updates else learn
     w_in, w_rec, w_out = substrate.weights()
     return AdaptResult(learn, test, None, learning_signal, dw_in, dw_rec, n_prog, w_in, w_rec,
