@@ -37,8 +37,8 @@ from l2l_nmhw_ros.errors import ConfigError
 
 __all__ = [
     'ArmConfig', 'ConfigError', 'ControlConfig', 'EpropConfig', 'FK_JOINTS', 'L2LConfig',
-    'LSGConfig',
-    'MetaConfig', 'PCMConfig', 'TARGET_CODES', 'TaskConfig', 'TraineeConfig', 'config_hash',
+    'LSGConfig', 'MetaConfig', 'PCMConfig', 'READOUT_SIGNALS', 'TARGET_CODES', 'TaskConfig',
+    'TraineeConfig', 'config_hash',
     'default_config_path', 'from_dict', 'load', 'param', 'to_dict',
 ]
 
@@ -47,6 +47,8 @@ FK_JOINTS = ('base_joint', 'shoulder', 'elbow', 'pitch')
 
 #: Binary codes of the LSG's target input (see :func:`l2l_nmhw_ros.snn.encoding.encode_target`).
 TARGET_CODES = ('paper', 'clamped', 'workspace')
+#: Sources of the readout's learning signal (``eprop.readout_signal``)
+READOUT_SIGNALS = ('lsg', 'error')
 
 ROS_WILDCARD = '/**'
 ROS_PARAMS = 'ros__parameters'
@@ -250,6 +252,11 @@ class EpropConfig(_Section):
                                'extra LSG learning signals (e-prop readout rule Delta W_out = '
                                '-eta_out sum_t L_out z_hat); paper: False', read_only=True)
     eta_out: float = param(1e-4, '1', 'Readout learning rate of update_w_out', lo=0.0)
+    readout_signal: str = param('lsg', '', 'Learning signal of the readout update (update_w_out): '
+                                'lsg = the LSG\'s last n_out outputs; error = e-prop\'s output '
+                                'error L_out = y - y* against the demonstration (Bellec et al. '
+                                '2020), the signal\'s last n_out channels then carry y*',
+                                choices=READOUT_SIGNALS, read_only=True)
 
 
 @dataclasses.dataclass(frozen=True)

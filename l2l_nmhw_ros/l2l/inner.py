@@ -6,9 +6,10 @@ Per task (``model/l2l_trainee_lsg.py::inner_loop``):
 2. learning trial on the clock input -> psi, x_bar, z_bar;
 3. LSG on [clock, binary-coded target xyz] -> learning signals L (software, float);
 4. Delta W = -eta sum_t L psi e_bar for W_in and W_rec (W_out fixed; with ``eprop.update_w_out``
-   also Delta W_out = -eta_out sum_t L_out z_hat from n_out further LSG outputs, see
-   :mod:`l2l_nmhw_ros.snn.eprop`), quantised to the 1/16 grid and re-programmed through the
-   crossbar (only changed devices);
+   also Delta W_out = -eta_out sum_t L_out z_hat, L_out from n_out further LSG outputs or, with
+   ``eprop.readout_signal = error``, e-prop's output error y - y* against the demonstration, see
+   :mod:`l2l_nmhw_ros.snn.eprop` and :func:`compose_signal`), quantised to the 1/16 grid and
+   re-programmed through the crossbar (only changed devices);
 5. (steps 2-4 repeated ``n_updates`` times; paper: once) test trial -> joint velocities.
 
 Everything is vectorised over the batch of tasks and differentiable (BPTT through both trials, the
@@ -33,7 +34,8 @@ from l2l_nmhw_ros.snn.lsg import run_lsg_full
 from l2l_nmhw_ros.snn.neurons import PAPER, SpikeMode, decay_factor
 from l2l_nmhw_ros.snn.trainee import TrialResult, default_mvm
 
-__all__ = ['AdaptResult', 'FloatBackend', 'adapt', 'lsg_inputs', 'n_learning_signals',
+__all__ = ['AdaptResult', 'FloatBackend', 'adapt', 'compose_signal', 'lsg_inputs',
+           'n_learning_signals', 'readout_error',
            'quantize_ste', 'update_and_test']
 
 
@@ -117,6 +119,49 @@ def n_learning_signals(cfg: L2LConfig) -> int:
     return cfg.trainee.n_rec + (cfg.trainee.n_out if cfg.eprop.update_w_out else 0)
 
 
+def compose_signal(cfg: L2LConfig, lsg_signal: torch.Tensor, omega_target: torch.Tensor
+                   ) -> torch.Tensor:
+    """Return the signal the on-chip loop receives (:func:`update_and_test`): the LSG's output,
+    with ``eprop.update_w_out`` and ``eprop.readout_signal = error`` its last n_out channels
+    replaced by the demonstration's readout target y* (:func:`readout_error` turns them into
+    e-prop's output error; the LSG's own readout rows stay in the checkpoint, unused, so one
+    checkpoint serves both settings). Otherwise `lsg_signal` unchanged.
+
+    Args:
+        cfg: whole configuration (``eprop``, ``trainee`` used).
+        lsg_signal: LSG output (..., :func:`n_learning_signals`).
+        omega_target: y*, the demonstration's joint velocities in readout (integrator) units,
+            (..., n_out), the same leading shape as `lsg_signal` (time[, batch]).
+
+    Raises:
+        ShapeError: shapes do not match.
+    """
+    n_rec, n_out = cfg.trainee.n_rec, cfg.trainee.n_out
+    if not (cfg.eprop.update_w_out and cfg.eprop.readout_signal == 'error'):
+        return lsg_signal
+    if (lsg_signal.shape[-1] != n_rec + n_out or omega_target.shape[-1] != n_out
+            or lsg_signal.shape[:-1] != omega_target.shape[:-1]):
+        raise ShapeError(f'compose_signal: expected LSG output (..., {n_rec + n_out}) and '
+                         f'y* (..., {n_out}) with the same leading shape, got '
+                         f'{tuple(lsg_signal.shape)} and {tuple(omega_target.shape)}')
+    omega_target = omega_target.to(dtype=lsg_signal.dtype, device=lsg_signal.device)
+    return torch.cat([lsg_signal[..., :n_rec], omega_target], dim=-1)
+
+
+def readout_error(cfg: L2LConfig, trial: TrialResult, signal_out: torch.Tensor) -> torch.Tensor:
+    """Return the readout's learning signal L_out (time, batch, n_out) for one learning trial.
+
+    ``eprop.readout_signal = lsg``: `signal_out` itself (the LSG's readout outputs).
+    ``error``: e-prop's readout error L_out = y - y* (Bellec et al. 2020, Nat. Commun., readout
+    rule with the squared error), `signal_out` being y* (the demonstration's joint velocities in
+    readout units): Delta W_out = -eta_out sum_t L_out z_hat is then exactly the gradient step on
+    1/2 sum_t |y - y*|^2 with respect to W_out for the trial's spikes.
+    """
+    if cfg.eprop.readout_signal == 'error':
+        return trial.y - signal_out
+    return signal_out
+
+
 def lsg_inputs(cfg: L2LConfig, xyz: torch.Tensor) -> torch.Tensor:
     """Return the LSG input spikes [clock, encode_target(xyz)] (time, batch, n_clock + 3 bits),
     the target in the code ``cfg.lsg.target_code`` (see :func:`~l2l_nmhw_ros.snn.encoding.
@@ -142,7 +187,8 @@ def update_and_test(substrate: Substrate, learning_signal: torch.Tensor, cfg: L2
     Args:
         substrate: see :mod:`l2l_nmhw_ros.l2l.substrate` (functional batch or crossbar).
         learning_signal: L (time, batch, :func:`n_learning_signals`): one signal per trainee
-            neuron and step (then one per readout with ``eprop.update_w_out``).
+            neuron and step (then one per readout with ``eprop.update_w_out``; with
+            ``eprop.readout_signal = error`` those carry y*, see :func:`compose_signal`).
         cfg: whole configuration (trainee, eprop, task sections used).
         n_updates: inner updates (default ``cfg.eprop.n_updates``).
         mode: spike mode (:data:`~l2l_nmhw_ros.snn.neurons.PAPER`; smooth ones for tests).
@@ -182,7 +228,7 @@ def update_and_test(substrate: Substrate, learning_signal: torch.Tensor, cfg: L2
         if ec.update_w_in or ec.update_w_rec:  # (a readout-only loop skips both products)
             dw_in, dw_rec = delta_w(trial, signal_rec, ec.eta)
         if ec.update_w_out:
-            dw_out = delta_w_out(trial, signal_out, ec.eta_out, kappa)
+            dw_out = delta_w_out(trial, readout_error(cfg, trial, signal_out), ec.eta_out, kappa)
         n_prog = n_prog + substrate.update(dw_in if ec.update_w_in else None,
                                            dw_rec if ec.update_w_rec else None, dw_out)
     test = substrate.trial(x, cfg.trainee, dt=dt, mode=mode) if n_updates else learn
@@ -226,6 +272,6 @@ def adapt(trainee: dict[str, torch.Tensor], lsg: dict[str, torch.Tensor], tasks:
     learn = substrate.trial(x, cfg.trainee, dt=cfg.task.dt, mode=mode)
     lsg_res = run_lsg_full(lsg, lsg_inputs(cfg, tasks.xyz), cfg.lsg, dt=cfg.task.dt, mode=mode,
                            fused=fused)
-    res = update_and_test(substrate, lsg_res.learning_signal, cfg, n_updates=n_updates,
-                          mode=mode, learn=learn)
+    signal = compose_signal(cfg, lsg_res.learning_signal, tasks.omega)
+    res = update_and_test(substrate, signal, cfg, n_updates=n_updates, mode=mode, learn=learn)
     return res._replace(lsg_z=lsg_res.z)

@@ -20,7 +20,9 @@ a) baseline test trial with the current (meta-learned) weights, no update (optio
    report the error before the update;
 b) learning trial; e-prop update ΔW = -η Σ_t L ψ ē with the local traces of that trial, for W_in
    and/or W_rec (``eprop`` section), the W_rec diagonal masked (no autapses), and with
-   ``eprop.update_w_out`` ΔW_out = -η_out Σ_t L_out ẑ from the last n_out signals; ΔW rounded
+   ``eprop.update_w_out`` ΔW_out = -η_out Σ_t L_out ẑ from the last n_out signals (with
+   ``eprop.readout_signal = error`` they are the demonstration's y* and L_out = y - y* is formed
+   here from this trial's readout, as e-prop's readout rule does on-chip); ΔW rounded
    ONCE to the ``pcm.delta_w_step`` grid and written on-chip with :meth:`Crossbar.add`, which
    re-programs only the devices of changed weights;
 c) adapted test trial -> readout omega (time, n_out).
@@ -63,7 +65,8 @@ from l2l_nmhw_ros.snn.encoding import clock_input
 from l2l_nmhw_ros.snn.lsg import learning_signal_bound
 from l2l_nmhw_ros.snn.trainee import TrialResult
 
-__all__ = ['SIDECAR_VERSION', 'AdaptOutcome', 'Accelerator', 'trainee_weights']
+__all__ = ['SIDECAR_VERSION', 'AdaptOutcome', 'Accelerator', 'demonstration_bound',
+           'trainee_weights']
 
 _LOG = logging.getLogger(__name__)
 
@@ -170,6 +173,15 @@ class _Timed:
         return {'baseline_trial': base, 'learning_trial': sum(trials[:-1]),
                 'update': sum(s for k, s in self.times if k == 'update'),
                 'test_trial': trials[-1]}
+
+
+def demonstration_bound(cfg: L2LConfig) -> torch.Tensor:
+    """Return the largest |y*| per readout [integrator units] a demonstration can ask for with
+    ``eprop.readout_signal = error``: a whole safe joint range in one step,
+    (``task.joint_hi`` - ``task.joint_lo``) / ``task.omega_scale``, shape (n_out,)."""
+    lo = torch.as_tensor(cfg.task.joint_lo, dtype=torch.float32)
+    hi = torch.as_tensor(cfg.task.joint_hi, dtype=torch.float32)
+    return (hi - lo) / cfg.task.omega_scale
 
 
 def trainee_weights(weights: Mapping[str, Any]) -> dict[str, np.ndarray]:
@@ -291,7 +303,10 @@ class Accelerator:
             raise ShapeError(f'lsg.w_out: expected ({self.n_signals}, {self.cfg.lsg.n_rec}), got '
                              f'{tuple(w_out.shape)}')
         bound = learning_signal_bound(w_out, self.cfg.lsg, dt=self.cfg.task.dt)
-        return bound * 1.001 + 1e-6
+        bound = bound * 1.001 + 1e-6
+        if self.cfg.eprop.update_w_out and self.cfg.eprop.readout_signal == 'error':
+            bound[self.cfg.trainee.n_rec:] = demonstration_bound(self.cfg)
+        return bound
 
     def _choose_trial_path(self, fast: bool | None) -> bool:
         # compile (or load the cached kernel) now, not in episode 1; with fast=None a numba that
@@ -388,7 +403,9 @@ class Accelerator:
             ShapeError: not (n_steps, n_signals).
             ValueError: not finite.
             RejectedInput: larger than the checkpoint's LSG can emit
-                (:func:`~l2l_nmhw_ros.snn.lsg.learning_signal_bound`, per neuron).
+                (:func:`~l2l_nmhw_ros.snn.lsg.learning_signal_bound`, per neuron); with
+                ``eprop.readout_signal = error`` a readout target y* beyond
+                :func:`demonstration_bound`.
         """
         sig = torch.as_tensor(np.asarray(learning_signal, dtype=np.float32))
         shape = (self.cfg.task.n_steps, self.n_signals)
@@ -402,6 +419,11 @@ class Accelerator:
             if bool((excess > 1.0).any()):
                 j = int(excess.argmax())
                 peak, bound = float(sig[:, j].abs().max()), float(self.signal_bound[j])
+                if j >= self.cfg.trainee.n_rec and self.cfg.eprop.readout_signal == 'error':
+                    raise RejectedInput(f'learning_signal: the readout target y* of readout '
+                                        f'{j - self.cfg.trainee.n_rec} reaches {peak:.4g}, above '
+                                        f'{bound:.4g} (a whole safe joint range in one step): '
+                                        'refused')
                 raise RejectedInput(f'learning_signal: |L| of neuron {j} reaches {peak:.4g}, '
                                     f'above {bound:.4g}, the most the checkpoint\'s LSG can '
                                     'emit: refused')

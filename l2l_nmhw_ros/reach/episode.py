@@ -38,7 +38,7 @@ from l2l_nmhw_ros.config import FK_JOINTS, L2LConfig, from_dict, to_dict
 from l2l_nmhw_ros.errors import CheckpointError, ConfigError, L2LError, ShapeError
 from l2l_nmhw_ros.l2l import checkpoint
 from l2l_nmhw_ros.l2l.checkpoint import target_code as checkpoint_target_code
-from l2l_nmhw_ros.l2l.inner import lsg_inputs, n_learning_signals
+from l2l_nmhw_ros.l2l.inner import compose_signal, lsg_inputs, n_learning_signals
 from l2l_nmhw_ros.l2l.tasks import minimum_jerk
 from l2l_nmhw_ros.share import find_share
 from l2l_nmhw_ros.snn.lsg import run_lsg
@@ -452,11 +452,16 @@ class ReachPlanner:
 
     def learning_signal(self, demo: Demonstration) -> np.ndarray:
         """Run the LSG on the demonstration; return L (time, n_signals) float32 (n_rec, plus
-        n_out with ``eprop.update_w_out``)."""
+        n_out with ``eprop.update_w_out``; with ``eprop.readout_signal = error`` those n_out
+        carry the demonstration's readout target y* = ``demo.omega``, from which the
+        accelerator forms e-prop's output error: :func:`~l2l_nmhw_ros.l2l.inner.compose_signal`).
+        """
         xyz = torch.as_tensor(demo.xyz, dtype=torch.float32)[:, None, :]
+        omega = torch.as_tensor(demo.omega, dtype=torch.float32)
         with torch.no_grad():
             sig = run_lsg(self.lsg, lsg_inputs(self.cfg, xyz), self.cfg.lsg, dt=self.cfg.task.dt)
-        return sig[:, 0, :].numpy().astype(np.float32)
+            sig = compose_signal(self.cfg, sig[:, 0, :], omega)
+        return sig.numpy().astype(np.float32)
 
 
 def evaluate(planner: ReachPlanner, demo: Demonstration, t: np.ndarray, q: np.ndarray,
