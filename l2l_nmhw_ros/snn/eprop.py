@@ -11,13 +11,15 @@ constant and the recurrent spike input and the reset stopped (``run_trial(...,
 eprop_truncation=True)``) — tested in ``test/unit/test_snn_eprop.py``.
 
 Optionally (``eprop.update_w_out``, not in the paper) the readout learns too, with e-prop's
-readout rule (Bellec et al. 2020: Delta W_out[k, j] = -eta sum_t (y_k - y*_k) z_hat_j^t) where
-the output error is replaced by n_out further learning signals of the LSG:
+readout rule (Bellec et al. 2020: Delta W_out[k, j] = -eta sum_t (y_k - y*_k) z_hat_j^t):
 
     Delta W_out[k, j] = -eta_out sum_t L_out_k^t z_hat_j^t
     z_hat_j^t = kappa z_hat_j^(t-1) + z_j^t      (the spikes filtered like the leaky readout)
 
-with kappa = exp(-dt / tau_out); tested in ``test/unit/test_eprop_readout.py``.
+with kappa = exp(-dt / tau_out), and L_out either n_out further learning signals of the LSG
+(``eprop.readout_signal = lsg``) or the output error y - y* against the demonstration itself
+(``error``, formed by :func:`l2l_nmhw_ros.l2l.inner.readout_error`); tested in
+``test/unit/test_eprop_readout.py``.
 """
 
 from __future__ import annotations
