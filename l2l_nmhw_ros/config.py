@@ -141,6 +141,10 @@ class PCMConfig(_Section):
     w_max: float = param(1.0, '1', 'Weights are clipped to [-w_max, w_max]', lo=1e-6)
     n_devices: int = param(2, '1', 'Devices per polarity averaged on read (paper code: 2)', lo=1,
                            hi=16, read_only=True)
+    readout_replicas: int = param(1, '1', 'Copies of every readout weight on the crossbar, each '
+                                  'programmed and its update rounded on its own, their outputs '
+                                  'averaged (multi-memristive synapse, Boybat et al. 2018; paper '
+                                  'code: 1)', lo=1, hi=16, read_only=True)
     prog_noise: bool = param(True, '', 'Programming noise on every (re)programmed device')
     prog_noise_coeffs: tuple[float, ...] = param(
         [0.26348, 1.9650, -1.1731], 'µS',

@@ -27,7 +27,7 @@ from l2l_nmhw_ros.config import L2LConfig
 from l2l_nmhw_ros.errors import ShapeError
 from l2l_nmhw_ros.l2l.substrate import FunctionalSubstrate, Substrate
 from l2l_nmhw_ros.l2l.tasks import TaskBatch
-from l2l_nmhw_ros.pcm.model import quantize_delta
+from l2l_nmhw_ros.pcm.model import PCMModel, quantize_delta
 from l2l_nmhw_ros.snn.encoding import clock_input, encode_target
 from l2l_nmhw_ros.snn.eprop import delta_w, delta_w_out
 from l2l_nmhw_ros.snn.lsg import run_lsg_full
@@ -253,7 +253,8 @@ def adapt(trainee: dict[str, torch.Tensor], lsg: dict[str, torch.Tensor], tasks:
         tasks: the target trajectories (only ``xyz`` is shown to the LSG).
         cfg: whole configuration (trainee, lsg, eprop, task sections used).
         backend: the crossbar model: a :class:`~l2l_nmhw_ros.pcm.PCMModel` (deploy / reprogram
-            / mvm with device noise) or :class:`FloatBackend` (default: float, no quantisation).
+            / mvm with device noise; the readout on ``pcm.readout_replicas`` copies) or
+            :class:`FloatBackend` (default: float, no quantisation, one readout).
         generator: torch generator for the device noise.
         n_updates: inner updates (default ``cfg.eprop.n_updates``; paper: 1).
         mode: spike mode of both networks (the model's :data:`PAPER`; smooth ones for tests).
@@ -265,7 +266,10 @@ def adapt(trainee: dict[str, torch.Tensor], lsg: dict[str, torch.Tensor], tasks:
         :class:`AdaptResult`.
     """
     backend = backend if backend is not None else FloatBackend()
-    substrate = FunctionalSubstrate(backend, trainee, tasks.batch, generator, fused=fused)
+    # the readout's copies are a crossbar mapping: software has one exact readout
+    replicas = cfg.pcm.readout_replicas if isinstance(backend, PCMModel) else 1
+    substrate = FunctionalSubstrate(backend, trainee, tasks.batch, generator, fused=fused,
+                                    readout_replicas=replicas)
     x = clock_input(cfg.task, tasks.batch, n_in=cfg.trainee.n_in, dtype=tasks.xyz.dtype)
     x = x.to(tasks.xyz.device)
     # the learning trial before the LSG: the order of the random draws of every seeded result

@@ -33,7 +33,7 @@ import torch
 from l2l_nmhw_ros.config import EpropConfig, TraineeConfig
 from l2l_nmhw_ros.errors import RejectedInput, ShapeError
 from l2l_nmhw_ros.pcm.crossbar import Crossbar
-from l2l_nmhw_ros.pcm.layout import pack_trainee, unpack_trainee
+from l2l_nmhw_ros.pcm.layout import average_replicas, pack_trainee, unpack_trainee
 from l2l_nmhw_ros.pcm.model import quantize_delta
 from l2l_nmhw_ros.snn import fast_trial
 from l2l_nmhw_ros.snn.neurons import PAPER, SpikeMode, decay_factor, leaky_integrate
@@ -78,13 +78,25 @@ class FunctionalSubstrate:
             (:func:`~l2l_nmhw_ros.snn.trainee.run_trial_fused`: same equations, gradients and
             seeded noise, several times faster); False: the step-by-step autograd loop
             (:func:`~l2l_nmhw_ros.snn.trainee.run_trial`, the reference).
+        readout_replicas: R copies of every readout weight (``pcm.readout_replicas``,
+            :mod:`l2l_nmhw_ros.pcm.layout`): deployed, re-programmed and read on their own (the
+            update's rounding too), the readout the average of the R copies' outputs; 1 (default):
+            the paper's one copy. :attr:`w_out` is the copies' average.
+
+    Raises:
+        ValueError: readout_replicas < 1.
     """
 
     def __init__(self, model: Any, trainee: dict[str, torch.Tensor], batch: int,
-                 generator: torch.Generator | None = None, *, fused: bool = True) -> None:
+                 generator: torch.Generator | None = None, *, fused: bool = True,
+                 readout_replicas: int = 1) -> None:
+        if isinstance(readout_replicas, bool) or not isinstance(readout_replicas, int) \
+                or readout_replicas < 1:
+            raise ValueError(f'readout_replicas: expected an int >= 1, got {readout_replicas!r}')
         self.model = model
         self.generator = generator
         self.fused = fused
+        self.replicas = readout_replicas
         self._read_var = None if exact_reads(model) else (
             lambda w: model.read_noise_sd(w) ** 2)
 
@@ -93,7 +105,10 @@ class FunctionalSubstrate:
 
         self.w_in = model.deploy(per_task(trainee['w_in']), generator=generator)
         self.w_rec = model.deploy(per_task(trainee['w_rec']), generator=generator)
-        self.w_out = model.deploy(per_task(trainee['w_out']), generator=generator)
+        # the readout's rows as the crossbar holds them: R copies, (batch, R n_out, n_rec)
+        self.w_out_rows = model.deploy(per_task(trainee['w_out'].repeat(self.replicas, 1)),
+                                       generator=generator)
+        self.w_out = average_replicas(self.w_out_rows, self.replicas)
         self.batch = batch
         self._mvm: MVM
         if exact_reads(model):
@@ -103,13 +118,25 @@ class FunctionalSubstrate:
                 return model.mvm(xx, ww, generator=generator)
             self._mvm = mvm
 
+    def _readout_mvm(self, mvm: MVM) -> MVM:
+        """`mvm` with the readout W_out z read as the average of its R copies' reads."""
+        if self.replicas == 1:
+            return mvm
+        def read(xx: torch.Tensor, ww: torch.Tensor) -> torch.Tensor:
+            if ww is self.w_out:  # the trial reads the readout: all copies, each with its noise
+                y = mvm(xx, self.w_out_rows)
+                return average_replicas(y.unsqueeze(-1), self.replicas).squeeze(-1)
+            return mvm(xx, ww)
+        return read
+
     def trial(self, x: torch.Tensor, cfg: TraineeConfig, *, dt: float,
               mode: SpikeMode = PAPER) -> TrialResult:
         """One trial of every task on input spikes `x` (time, batch, n_in)."""
+        mvm = self._readout_mvm(self._mvm)
         if self.fused and mode is PAPER:
-            return run_trial_fused(self.w_in, self.w_rec, self.w_out, x, cfg, self._mvm,
+            return run_trial_fused(self.w_in, self.w_rec, self.w_out, x, cfg, mvm,
                                    read_var=self._read_var, generator=self.generator, dt=dt)
-        return run_trial(self.w_in, self.w_rec, self.w_out, x, cfg, self._mvm, dt=dt, mode=mode)
+        return run_trial(self.w_in, self.w_rec, self.w_out, x, cfg, mvm, dt=dt, mode=mode)
 
     def update(self, dw_in: torch.Tensor | None, dw_rec: torch.Tensor | None,
                dw_out: torch.Tensor | None = None) -> torch.Tensor:
@@ -125,8 +152,11 @@ class FunctionalSubstrate:
                                                      generator=self.generator)
             n = n + n_rec
         if dw_out is not None:
-            self.w_out, n_out = self.model.reprogram(self.w_out, dw_out,
-                                                     generator=self.generator)
+            # every copy gets the same ΔW_out, rounded and programmed on its own
+            dw_rows = dw_out.repeat(*([1] * (dw_out.dim() - 2)), self.replicas, 1)
+            self.w_out_rows, n_out = self.model.reprogram(self.w_out_rows, dw_rows,
+                                                          generator=self.generator)
+            self.w_out = average_replicas(self.w_out_rows, self.replicas)
             n = n + n_out
         return n
 
@@ -138,16 +168,17 @@ class FunctionalSubstrate:
 class CrossbarSubstrate:
     """The trainee on the stateful emulated crossbar at emulator time ``t`` (batch 1).
 
-    The crossbar holds the packed (n_rec + n_out, n_in + n_rec) matrix of
-    :mod:`l2l_nmhw_ros.pcm.layout`. A trial reads it at ``t``: the synaptic input
-    [W_in | W_rec] [x; z] is one read of rows 0..n_rec-1, the readout W_out z a read of the rows
-    n_rec.. with [0 | z] as input. An update rounds ΔW to ``pcm.delta_w_step`` (stochastically
-    when ``pcm.stochastic_rounding``, with the crossbar's generator) and writes the changed
-    weights with :meth:`Crossbar.add` (only their devices). The undo record of all updates of this
-    substrate is kept: :attr:`target_before` (the targets before the first update),
-    :attr:`changed` (packed bool mask of the weights written) and the summed rounded updates
-    :attr:`dq_in`, :attr:`dq_rec`, :attr:`dq_out` (the readout's: zero unless the inner loop
-    updates it, ``eprop.update_w_out``).
+    The crossbar holds the packed (n_rec + R·n_out, n_in + n_rec) matrix of
+    :mod:`l2l_nmhw_ros.pcm.layout` (R = ``readout_replicas`` copies of the readout rows). A trial
+    reads it at ``t``: the synaptic input [W_in | W_rec] [x; z] is one read of rows 0..n_rec-1,
+    the readout W_out z a read of the rows n_rec.. with [0 | z] as input, averaged over the R
+    copies. An update rounds ΔW to ``pcm.delta_w_step`` (stochastically when
+    ``pcm.stochastic_rounding``, with the crossbar's generator; ΔW_out once per copy) and writes
+    the changed weights with :meth:`Crossbar.add` (only their devices). The undo record of all
+    updates of this substrate is kept: :attr:`target_before` (the targets before the first
+    update), :attr:`changed` (packed bool mask of the weights written) and the summed rounded
+    updates :attr:`dq_in`, :attr:`dq_rec`, :attr:`dq_out` (the readout's, averaged over its
+    copies: zero unless the inner loop updates it, ``eprop.update_w_out``).
 
     Args:
         crossbar: the programmed crossbar.
@@ -158,15 +189,24 @@ class CrossbarSubstrate:
         max_changed: largest number of weights one update may change after rounding (0: no
             limit); a larger or non-finite update raises :class:`RejectedInput` before any
             device is written (defence against a hostile or corrupted learning signal).
+        readout_replicas: R, copies of the readout rows on the crossbar (``pcm.readout_replicas``).
+
+    Raises:
+        ShapeError: the crossbar's rows are not n_rec plus R equal readout blocks.
     """
 
     def __init__(self, crossbar: Crossbar, t: float, n_in: int, eprop: EpropConfig, *,
-                 fast: bool, max_changed: int = 0) -> None:
+                 fast: bool, max_changed: int = 0, readout_replicas: int = 1) -> None:
         self.crossbar, self.t, self.n_in, self.eprop, self.fast = crossbar, t, n_in, eprop, fast
         self.max_changed = max_changed
         self.n_post, self.n_pre = crossbar.shape
         self.n_rec = self.n_pre - n_in
-        self.n_out = self.n_post - self.n_rec
+        self.replicas = readout_replicas
+        n_rows = self.n_post - self.n_rec
+        if readout_replicas < 1 or n_rows < 1 or n_rows % readout_replicas:
+            raise ShapeError(f'crossbar {crossbar.shape}: {n_rows} readout rows are not '
+                             f'{readout_replicas} copies of the readout')
+        self.n_out = n_rows // readout_replicas
         self.dq_in: torch.Tensor | None = None
         self.dq_rec: torch.Tensor | None = None
         self.dq_out: torch.Tensor | None = None
@@ -176,15 +216,16 @@ class CrossbarSubstrate:
 
     # ---- trials --------------------------------------------------------------------------------
     def _mvm(self) -> MVM:
-        n_in, n_rec, xb, t = self.n_in, self.n_rec, self.crossbar, self.t
+        n_in, n_rec, xb, t, replicas = self.n_in, self.n_rec, self.crossbar, self.t, self.replicas
 
         def mvm(x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
             # the weight tensor only says which block is read; its values are the crossbar's
             if tuple(w.shape[-2:]) == (n_rec, n_in + n_rec):  # [W_in | W_rec] [x; z]
                 return xb.mvm(x, t)[..., :n_rec]
-            if w.shape[-1] == n_rec:  # readout W_out z: input [0 | z]
+            if w.shape[-1] == n_rec:  # readout W_out z: input [0 | z], copies averaged
                 pad = torch.zeros(*x.shape[:-1], n_in, dtype=x.dtype)
-                return xb.mvm(torch.cat([pad, x], dim=-1), t)[..., n_rec:]
+                y = xb.mvm(torch.cat([pad, x], dim=-1), t)[..., n_rec:]
+                return average_replicas(y.unsqueeze(-1), replicas).squeeze(-1)
             raise ShapeError(f'mvm: unexpected weight shape {tuple(w.shape)}')
         return mvm
 
@@ -199,7 +240,7 @@ class CrossbarSubstrate:
         if x.ndim != 3 or x.shape[1] != 1 or x.shape[2] != self.n_in:
             raise ShapeError(f'x: expected (time, 1, {self.n_in}), got {tuple(x.shape)}')
         if not self.fast:
-            w_in, w_rec, w_out = unpack_trainee(self.crossbar.w_target, self.n_in)
+            w_in, w_rec, w_out = unpack_trainee(self.crossbar.w_target, self.n_in, self.replicas)
             with torch.no_grad():
                 return run_trial(w_in, w_rec, w_out, x, cfg, self._mvm(), dt=dt, mode=mode)
         if mode is not PAPER:
@@ -227,7 +268,8 @@ class CrossbarSubstrate:
             w[:n], var[:n], x[:, 0, :].double().numpy(), xi[:, :n], alpha=alpha,
             v_th=cfg.v_th, n_ref=cfg.n_ref, gamma=cfg.dampening_factor)
         w_out, var_out = w[n:, n_in:], var[n:, n_in:]
-        y_in = z @ w_out.T + np.sqrt((z * z) @ var_out.T) * xi[:, n:]
+        y_in = z @ w_out.T + np.sqrt((z * z) @ var_out.T) * xi[:, n:]  # (time, R n_out)
+        y_in = average_replicas(y_in[..., None], self.replicas)[..., 0]
         y = leaky_integrate(torch.from_numpy(y_in), decay_factor(cfg.tau_out, dt)).numpy()
         if self._x_bar is None or self._x_bar[0] is not x:  # the input trace, once per input
             self._x_bar = (x, leaky_integrate(x, alpha).to(xb.dtype))
@@ -246,7 +288,7 @@ class CrossbarSubstrate:
             dw_rec: ΔW_rec (1, n_rec, n_rec) or (n_rec, n_rec), diagonal ignored; None: W_rec
                 is not updated.
             dw_out: ΔW_out (1, n_out, n_rec) or (n_out, n_rec); None (default): the readout is
-                not updated (the paper).
+                not updated (the paper). Each of the R copies gets it rounded on its own.
 
         Raises:
             RejectedInput: ΔW not finite, or more than ``max_changed`` weights would change;
@@ -266,8 +308,13 @@ class CrossbarSubstrate:
             dq_in = rounded(dw_in, (self.n_rec, self.n_in))
             dq_rec = rounded(dw_rec, (self.n_rec, self.n_rec))
             dq_rec = dq_rec * (1.0 - torch.eye(self.n_rec, dtype=dq_rec.dtype))
-            dq_out = rounded(dw_out, (self.n_out, self.n_rec))
-            dq = pack_trainee(dq_in, dq_rec, dq_out)
+            if dw_out is None:
+                dq_rows = rounded(None, (self.replicas * self.n_out, self.n_rec))
+            else:
+                dq_rows = rounded(dw_out.reshape(self.n_out, self.n_rec).repeat(self.replicas, 1),
+                                  (self.replicas * self.n_out, self.n_rec))
+            dq_out = average_replicas(dq_rows, self.replicas)
+            dq = pack_trainee(dq_in, dq_rec, dq_rows)
         if not bool(torch.isfinite(dq).all()):
             raise RejectedInput('ΔW overflows the update grid: update refused, nothing programmed')
         n_changed = int((dq != 0).sum())
@@ -295,6 +342,7 @@ class CrossbarSubstrate:
         return self.target_before, self.changed, self.dq_in, self.dq_rec
 
     def weights(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """The crossbar's target weights (w_in, w_rec, w_out), each with a batch dim of 1."""
-        w_in, w_rec, w_out = unpack_trainee(self.crossbar.w_target, self.n_in)
+        """The crossbar's target weights (w_in, w_rec, w_out), each with a batch dim of 1 (w_out:
+        the average of its copies)."""
+        w_in, w_rec, w_out = unpack_trainee(self.crossbar.w_target, self.n_in, self.replicas)
         return w_in.unsqueeze(0), w_rec.unsqueeze(0), w_out.unsqueeze(0)

@@ -8,7 +8,8 @@
 - :class:`DeviceModel` (:func:`device_model`) — one device model per preset, the physics both
   of them use (programming noise, jitter, drift, read noise, device counting).
 - :mod:`l2l_nmhw_ros.pcm.device` — the device statistics (programming noise, drift, read noise).
-- :mod:`l2l_nmhw_ros.pcm.layout` — the trainee's packed (252, 255) matrix.
+- :mod:`l2l_nmhw_ros.pcm.layout` — the trainee's packed (252, 255) matrix (the readout rows on
+  ``pcm.readout_replicas`` copies when > 1).
 """
 
 from __future__ import annotations

@@ -1,10 +1,12 @@
 """The PCM accelerator's on-chip side of one episode (ROS-free core of ``pcm_accelerator``).
 
 The trainee lives on ONE emulated crossbar (:class:`~l2l_nmhw_ros.pcm.crossbar.Crossbar`) holding
-the packed (n_rec + n_out, n_in + n_rec) = (252, 255) matrix of :mod:`l2l_nmhw_ros.pcm.layout`.
-Every MVM of a trial is a crossbar read at the emulator time ``t`` (drift, per-device 1/f read
-noise): the synaptic input [W_in | W_rec] [x_t; z_{t-1}] is one read of rows 0..n_rec-1, the
-readout W_out z_t a read of rows n_rec.. with [0 | z_t] as input. The recurrent loop runs in the
+the packed (n_rec + R·n_out, n_in + n_rec) matrix of :mod:`l2l_nmhw_ros.pcm.layout` ((252, 255) in
+the paper's setting; R = ``pcm.readout_replicas`` copies of the readout rows, 4 in
+``checkpoints/default``: (262, 255)). Every MVM of a trial is a crossbar read at the emulator time
+``t`` (drift, per-device 1/f read noise): the synaptic input [W_in | W_rec] [x_t; z_{t-1}] is one
+read of rows 0..n_rec-1, the readout W_out z_t a read of rows n_rec.. with [0 | z_t] as input,
+averaged over the R copies. The recurrent loop runs in the
 compiled kernel of :mod:`l2l_nmhw_ros.snn.fast_trial` (``fast=True``, the default when numba is
 installed; ~1 ms instead of ~40 ms per trial) or in the torch loop of
 :func:`~l2l_nmhw_ros.snn.trainee.run_trial` (``fast=False``): the same equations and read-noise
@@ -268,7 +270,9 @@ class Accelerator:
         self.cfg = cfg
         tc = cfg.trainee
         self.n_in, self.n_rec, self.n_out = tc.n_in, tc.n_rec, tc.n_out
-        self.n_post, self.n_pre = self.n_rec + self.n_out, self.n_in + self.n_rec
+        self.replicas = cfg.pcm.readout_replicas  # copies of the readout rows
+        self.n_post = self.n_rec + self.replicas * self.n_out
+        self.n_pre = self.n_in + self.n_rec
         self.n_signals = n_learning_signals(cfg)  # n_rec (+ n_out with eprop.update_w_out)
         w = trainee_weights(weights)
         for k, shape in (('w_in', (self.n_rec, self.n_in)), ('w_rec', (self.n_rec, self.n_rec)),
@@ -276,12 +280,12 @@ class Accelerator:
             if w[k].shape != shape:
                 raise ShapeError(f'trainee {k}: expected {shape}, got {w[k].shape}')
         w_rec = w['w_rec'] * (1.0 - np.eye(self.n_rec, dtype=np.float32))
-        self.w0 = torch.as_tensor(pack_trainee(w['w_in'], w_rec, w['w_out']))
+        self.w0 = torch.as_tensor(pack_trainee(w['w_in'], w_rec, w['w_out'], self.replicas))
         self.weights_digest = hashlib.sha256(self.w0.numpy().tobytes()).hexdigest()[:16]
         self._clock = clock or (lambda: 0.0)
         self._log = logger or _LOG
         self.x = clock_input(cfg.task, 1, n_in=self.n_in)
-        self.crossbar = Crossbar(cfg.pcm, self.n_rec + self.n_out, self.n_in + self.n_rec, seed)
+        self.crossbar = Crossbar(cfg.pcm, self.n_post, self.n_pre, seed)
         self.loaded_from_state = False
         self.devices_programmed_total = 0
         if state_file is not None and Path(state_file).is_file():
@@ -389,7 +393,8 @@ class Accelerator:
     def substrate(self, t: float) -> CrossbarSubstrate:
         """The crossbar as the inner loop's substrate at emulator time ``t``."""
         return CrossbarSubstrate(self.crossbar, t, self.n_in, self.cfg.eprop, fast=self.fast,
-                                 max_changed=self.cfg.control.max_weights_changed)
+                                 max_changed=self.cfg.control.max_weights_changed,
+                                 readout_replicas=self.replicas)
 
     def run_trial(self, t: float) -> TrialResult:
         """One trial on the clock input, every MVM a crossbar read at ``t`` (batch 1)."""

@@ -34,7 +34,7 @@ import torch
 from l2l_nmhw_ros.arm.kinematics import (JOINT_NAMES, JointLimits, forward_kinematics,
                                          inverse_kinematics, jacobian, load_joint_limits,
                                          safe_limits)
-from l2l_nmhw_ros.config import FK_JOINTS, L2LConfig, from_dict, to_dict
+from l2l_nmhw_ros.config import FK_JOINTS, L2LConfig, PCMConfig, from_dict, to_dict
 from l2l_nmhw_ros.errors import CheckpointError, ConfigError, L2LError, ShapeError
 from l2l_nmhw_ros.l2l import checkpoint
 from l2l_nmhw_ros.l2l.checkpoint import target_code as checkpoint_target_code
@@ -43,13 +43,17 @@ from l2l_nmhw_ros.l2l.tasks import minimum_jerk
 from l2l_nmhw_ros.share import find_share
 from l2l_nmhw_ros.snn.lsg import run_lsg
 
-__all__ = ['LEARNING_PCM_KEYS', 'NETWORK_SECTIONS', 'ArmLimits', 'Demonstration', 'Evaluation',
+__all__ = ['LEARNING_PCM_KEYS', 'NETWORK_PCM_KEYS', 'NETWORK_SECTIONS', 'ArmLimits', 'Demonstration', 'Evaluation',
            'LoadedCheckpoint', 'ReachPlanner', 'UnreachableTarget', 'evaluate', 'load_checkpoint',
            'network_config', 'pcm_differences', 'planner_limits', 'random_reachable_targets',
            'resolve_checkpoint']
 
 #: config sections that belong to the meta-learned network: taken from the checkpoint
 NETWORK_SECTIONS = ('trainee', 'lsg', 'eprop', 'task')
+
+#: pcm keys that belong to the network's layout on the crossbar (meta-trained with it): taken
+#: from the checkpoint too; a checkpoint whose config lacks one was trained with its default
+NETWORK_PCM_KEYS = ('readout_replicas',)
 
 #: the joints the trainee's two readouts drive, in readout order (paper code: joints 0 and 1)
 
@@ -120,7 +124,9 @@ def network_config(cfg: L2LConfig, metadata: Mapping[str, Any]) -> tuple[L2LConf
 
     Meta-learned weights only work with the neuron, LSG, e-prop and task values they were trained
     with (sizes included: a checkpoint may use a smaller LSG), so those come from the checkpoint's
-    ``metadata['config']``; the hardware (pcm), arm and control sections stay the caller's.
+    ``metadata['config']``, and so does the readout's layout on the crossbar
+    (:data:`NETWORK_PCM_KEYS`: ``pcm.readout_replicas``, 1 when the checkpoint does not record
+    it); the rest of the hardware (pcm), arm and control sections stay the caller's.
 
     Returns:
         (config, differences as ``section.key: ours -> checkpoint``); unchanged when the
@@ -153,6 +159,14 @@ def network_config(cfg: L2LConfig, metadata: Mapping[str, Any]) -> tuple[L2LConf
                     isinstance(v, float) else a == v)
             if not same:
                 diffs.append(f'{sec}.{k}: {a!r} -> {v!r}')
+    ck_pcm = ck.get('pcm')
+    if isinstance(ck_pcm, Mapping):
+        merged['pcm'] = dict(ours['pcm'])
+        for k in NETWORK_PCM_KEYS:
+            v = ck_pcm.get(k, getattr(PCMConfig(), k))
+            if v != ours['pcm'][k]:
+                diffs.append(f'pcm.{k}: {ours["pcm"][k]!r} -> {v!r}')
+            merged['pcm'][k] = v
     try:
         return from_dict(merged), diffs
     except ConfigError as exc:
