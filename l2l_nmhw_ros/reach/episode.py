@@ -43,8 +43,9 @@ from l2l_nmhw_ros.l2l.tasks import minimum_jerk
 from l2l_nmhw_ros.share import find_share
 from l2l_nmhw_ros.snn.lsg import run_lsg
 
-__all__ = ['LEARNING_PCM_KEYS', 'NETWORK_PCM_KEYS', 'NETWORK_SECTIONS', 'ArmLimits', 'Demonstration', 'Evaluation',
-           'LoadedCheckpoint', 'ReachPlanner', 'UnreachableTarget', 'evaluate', 'load_checkpoint',
+__all__ = ['LEARNING_PCM_KEYS', 'NETWORK_PCM_KEYS', 'NETWORK_SECTIONS', 'ArmLimits',
+           'Demonstration', 'Evaluation', 'LoadedCheckpoint', 'ReachPlanner',
+           'UnreachableTarget', 'evaluate', 'load_checkpoint',
            'network_config', 'pcm_differences', 'planner_limits', 'random_reachable_targets',
            'resolve_checkpoint']
 

@@ -95,14 +95,18 @@ def declare_config(node: Any, cls: type[T], prefix: str,
     return cls(**values)
 
 
-def declare_effective(node: Any, value: Any, prefix: str, source: str = 'the checkpoint') -> None:
-    """Declare every field of the section ``value`` read-only with the value in effect.
+def declare_effective(node: Any, value: Any, prefix: str, source: str = 'the checkpoint',
+                      keys: Collection[str] | None = None) -> None:
+    """Declare every field (or the ``keys``) of the section ``value`` read-only with the value
+    in effect.
 
     Parameter-file and command-line values of these names are ignored (``ignore_override``): the
     node takes them from ``source`` instead, and says so in each description.
     """
     hints = get_type_hints(type(value))
     for f in dataclasses.fields(value):
+        if keys is not None and f.name not in keys:
+            continue
         v = getattr(value, f.name)
         node.declare_parameter(f'{prefix}.{f.name}', list(v) if isinstance(v, tuple) else v,
                                _descriptor(f, hints[f.name], read_only=True,

@@ -23,13 +23,15 @@ No exception from a message leaves a callback (:func:`~l2l_nmhw_ros.ros.convert.
 bounds, watchdog and restarts: :mod:`l2l_nmhw_ros.reach.onchip`.
 
 Parameters: ``seed``, ``arm_controller``, ``pcm.*``, ``arm.joints``/``max_velocity``, the
-``OnChipLearner.CONFIG_KEYS`` of ``control``; ``trainee.*``, ``eprop.*``, ``task.*`` read-only
-(the checkpoint's). Only ``OnChipLearner.LIVE_KEYS`` change at run time (next episode on); other
-changes are refused with the reason. Emulator clock = the node's ROS clock (``use_sim_time``).
+``OnChipLearner.CONFIG_KEYS`` of ``control``; ``trainee.*``, ``eprop.*``, ``task.*`` and
+``pcm.readout_replicas`` read-only (the checkpoint's). Only ``OnChipLearner.LIVE_KEYS`` change
+at run time (next episode on); other changes are refused with the reason. Emulator clock = the
+node's ROS clock (``use_sim_time``).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from typing import Any
 
@@ -44,6 +46,7 @@ from std_srvs.srv import Trigger
 
 from l2l_nmhw_ros import config as C
 from l2l_nmhw_ros.l2l.inner import n_learning_signals
+from l2l_nmhw_ros.reach.episode import NETWORK_PCM_KEYS
 from l2l_nmhw_ros.reach.onchip import OnChipLearner
 from l2l_nmhw_ros.reach.reports import AcceleratorStatus
 from l2l_nmhw_ros.ros import qos
@@ -64,8 +67,11 @@ class PcmAcceleratorNode(Node):
     def __init__(self, context: Any = None, **kwargs: Any) -> None:
         super().__init__('pcm_accelerator', context=context, **kwargs)
         keys = OnChipLearner.CONFIG_KEYS
+        # the readout's layout on the crossbar belongs to the checkpoint (declared below)
+        pcm_keys = [f.name for f in dataclasses.fields(C.PCMConfig)
+                    if f.name not in NETWORK_PCM_KEYS]
         cfg = C.L2LConfig(seed=int(self.declare_parameter('seed', C.L2LConfig().seed).value),
-                          pcm=declare_config(self, C.PCMConfig, 'pcm'),
+                          pcm=declare_config(self, C.PCMConfig, 'pcm', pcm_keys),
                           arm=declare_config(self, C.ArmConfig, 'arm', keys['arm']),
                           control=declare_config(self, C.ControlConfig, 'control',
                                                  keys['control']))
@@ -79,6 +85,7 @@ class PcmAcceleratorNode(Node):
                                                   logger=self.get_logger())
         for section in OnChipLearner.NETWORK_SECTIONS:
             declare_effective(self, getattr(self.core.cfg, section), section)
+        declare_effective(self, self.core.cfg.pcm, 'pcm', keys=NETWORK_PCM_KEYS)
         guard_live_updates(self, OnChipLearner.LIVE_KEYS, lambda: self.core.cfg,
                            self.core.configure)
         log, rejected = self.get_logger(), self.core.rejected

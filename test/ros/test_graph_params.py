@@ -18,7 +18,8 @@ from l2l_nmhw_ros.ros.pcm_accelerator_node import PcmAcceleratorNode  # noqa: E4
 from l2l_nmhw_ros.ros.snn_controller_node import SnnControllerNode  # noqa: E402
 
 #: the checkpoint's network differs from the defaults (and from the parameter file below)
-NETWORK = {'trainee': {'v_th': 0.55}, 'lsg': {'n_rec': 40}, 'eprop': {'eta': 2e-4}}
+NETWORK = {'trainee': {'v_th': 0.55}, 'lsg': {'n_rec': 40}, 'eprop': {'eta': 2e-4},
+           'pcm': {'readout_replicas': 2}}
 
 
 @pytest.fixture(scope='module')
@@ -30,7 +31,7 @@ def _overrides(ckpt: Path) -> list[Parameter]:
     # what a parameter file would give: network values that the checkpoint must override
     return [Parameter('control.checkpoint', value=str(ckpt)),
             Parameter('trainee.v_th', value=0.9), Parameter('lsg.n_rec', value=800),
-            Parameter('eprop.eta', value=1e-4)]
+            Parameter('eprop.eta', value=1e-4), Parameter('pcm.readout_replicas', value=3)]
 
 
 @pytest.fixture(scope='module')
@@ -79,6 +80,10 @@ def test_network_parameters_report_the_checkpoint_values_read_only(nodes) -> Non
     assert ctl.get_parameter('lsg.n_rec').value == 40 == ctl.core.cfg.lsg.n_rec
     assert acc.get_parameter('eprop.eta').value == 2e-4 == acc.core.cfg.eprop.eta
     assert acc.get_parameter('task.learned_joints').value == ['base_joint', 'shoulder']
+    # the readout's copies on the crossbar are the checkpoint's too (2, not the file's 3)
+    assert acc.get_parameter('pcm.readout_replicas').value == 2
+    assert acc.describe_parameter('pcm.readout_replicas').read_only
+    assert acc.core.accelerator.crossbar.shape == (250 + 2 * 2, 5 + 250)
 
 
 @pytest.mark.parametrize(('which', 'name', 'value'), [

@@ -453,7 +453,8 @@ def make_figures(cfg: C.L2LConfig, rows: list[dict[str, Any]], status: list, sig
         from l2l_nmhw_ros.pcm.crossbar import Crossbar
 
         n_in, n_rec, n_out = cfg.trainee.n_in, cfg.trainee.n_rec, cfg.trainee.n_out
-        xb = Crossbar.load(state_file, cfg.pcm, n_post=n_rec + n_out, n_pre=n_in + n_rec)
+        n_post = n_rec + cfg.pcm.readout_replicas * n_out  # the readout rows' copies
+        xb = Crossbar.load(state_file, cfg.pcm, n_post=n_post, n_pre=n_in + n_rec)
         t_now = float(xb.t_prog.max())
         g = xb.conductances(t_now)
         fig, ax = plt.subplots(figsize=(7, 4.5), layout='constrained')
