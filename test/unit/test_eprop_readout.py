@@ -61,6 +61,18 @@ def _signal(cfg: C.L2LConfig, sd_rec: float = 200.0, sd_out: float = 5.0,
     return torch.as_tensor(np.concatenate([rec, out], axis=1), dtype=torch.float32)[:, None, :]
 
 
+def assert_same_readout_loop(a, b, sub: CrossbarSubstrate, dq_out: torch.Tensor) -> None:
+    """The crossbar's inner loop `b` (on `sub`) did what the batched loop `a` did: the same
+    readout update, rounded to `dq_out`, the same weights after it, the same test trial and the
+    same devices written."""
+    torch.testing.assert_close(b.dw_out.float(), a.dw_out.float(), rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(sub.dq_out, dq_out.to(sub.dq_out.dtype), rtol=0, atol=0)
+    torch.testing.assert_close(b.w_out.float(), a.w_out.float(), rtol=0, atol=1e-6)
+    torch.testing.assert_close(b.test.z, a.test.z, rtol=0, atol=0)
+    torch.testing.assert_close(b.test.y.float(), a.test.y.float(), rtol=0, atol=2e-5)
+    assert torch.equal(b.n_programmed, a.n_programmed)
+
+
 def test_config_counts_one_signal_per_neuron_and_readout() -> None:
     assert n_learning_signals(C.L2LConfig()) == 250  # the paper: one per trainee neuron
     assert n_learning_signals(_cfg()) == N_REC + 2
@@ -123,12 +135,7 @@ def test_readout_update_crossbar_equals_the_batched_path(preset: str) -> None:
     xb.program(pack_trainee(w['w_in'], w['w_rec'], w['w_out']), 0.0)
     sub = CrossbarSubstrate(xb, 1.0, 5, cfg.eprop, fast=False)
     b = update_and_test(sub, sig, cfg)
-    torch.testing.assert_close(b.dw_out.float(), a.dw_out.float(), rtol=1e-5, atol=1e-6)
-    torch.testing.assert_close(sub.dq_out, dq_out.to(sub.dq_out.dtype), rtol=0, atol=0)
-    torch.testing.assert_close(b.w_out.float(), a.w_out.float(), rtol=0, atol=1e-6)
-    torch.testing.assert_close(b.test.z, a.test.z, rtol=0, atol=0)
-    torch.testing.assert_close(b.test.y.float(), a.test.y.float(), rtol=0, atol=2e-5)
-    assert torch.equal(b.n_programmed, a.n_programmed)
+    assert_same_readout_loop(a, b, sub, dq_out)
     # without the readout signals' effect (L_out = 0) the readout stays as deployed
     sig0 = sig.clone()
     sig0[..., N_REC:] = 0.0

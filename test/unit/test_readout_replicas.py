@@ -18,9 +18,8 @@ from l2l_nmhw_ros.pcm import Crossbar, PCMModel, pack_trainee, trainee_mask, unp
 from l2l_nmhw_ros.pcm.layout import average_replicas
 from l2l_nmhw_ros.pcm.model import quantize_delta
 from l2l_nmhw_ros.reach.accelerator import Accelerator
-from l2l_nmhw_ros.snn.trainee import init_trainee_weights
+from test_eprop_readout import N_REC, _signal, _weights, assert_same_readout_loop
 
-N_REC = 40
 QUIET = {'drift': False, 'read_noise': False, 'prog_noise': False, 'deploy_jitter': 0.0}
 
 
@@ -29,22 +28,6 @@ def _cfg(preset: str = 'ideal', replicas: int = 4, **pcm: object) -> C.L2LConfig
                                 'readout_replicas': replicas, **pcm},
                         'trainee': {'n_rec': N_REC},
                         'eprop': {'update_w_out': True, 'eta_out': 2e-3}})
-
-
-def _weights(cfg: C.L2LConfig, seed: int = 0) -> dict[str, torch.Tensor]:
-    w = init_trainee_weights(cfg.trainee, torch.Generator().manual_seed(seed))
-    w['w_in'] = (w['w_in'] * 3.0).clamp(-0.55, 0.55)  # spikes in a small net, inside +-w_max
-    w['w_rec'] = w['w_rec'].clamp(-0.55, 0.55) * (1 - torch.eye(N_REC))
-    w['w_out'] = w['w_out'] * 20.0  # ~0.1: room for whole 1/16 steps without the +-1 clip
-    return w
-
-
-def _signal(cfg: C.L2LConfig, seed: int = 1) -> torch.Tensor:
-    rng = np.random.default_rng(seed)
-    t = cfg.task.n_steps
-    rec = rng.normal(0.0, 200.0, (t, cfg.trainee.n_rec))
-    out = rng.normal(0.0, 5.0, (t, cfg.trainee.n_out))
-    return torch.as_tensor(np.concatenate([rec, out], axis=1), dtype=torch.float32)[:, None, :]
 
 
 def test_layout_stores_the_readout_rows_replicas_times() -> None:
@@ -150,12 +133,7 @@ def test_crossbar_with_replicas_equals_the_batched_path(preset: str) -> None:
     for fast in (False, True):
         sub = CrossbarSubstrate(xb, 1.0, 5, cfg.eprop, fast=fast, readout_replicas=4)
         b = update_and_test(sub, sig, cfg)
-        torch.testing.assert_close(b.dw_out.float(), a.dw_out.float(), rtol=1e-5, atol=1e-6)
-        torch.testing.assert_close(sub.dq_out, dq_out.to(sub.dq_out.dtype), rtol=0, atol=0)
-        torch.testing.assert_close(b.w_out.float(), a.w_out.float(), rtol=0, atol=1e-6)
-        torch.testing.assert_close(b.test.z, a.test.z, rtol=0, atol=0)
-        torch.testing.assert_close(b.test.y.float(), a.test.y.float(), rtol=0, atol=2e-5)
-        assert torch.equal(b.n_programmed, a.n_programmed)
+        assert_same_readout_loop(a, b, sub, dq_out)
         xb.program(pack_trainee(w['w_in'], w['w_rec'], w['w_out'], replicas=4), 2.0)
     with pytest.raises(ShapeError, match='copies'):
         CrossbarSubstrate(xb, 1.0, 5, cfg.eprop, fast=False, readout_replicas=3)
