@@ -254,15 +254,23 @@ class Crossbar:
             w = self._crop(self._w_target).contiguous()
             self._cache = (key, w, torch.zeros_like(w))
             return self._cache[1], self._cache[2]
-        t_since = self._t_since(t)
-        g_t = self._g_at(t_since)
+        # the used devices only: padding devices hold 0 µS and add nothing to a read
+        box = (slice(None), slice(None), slice(0, self.n_post), slice(0, self.n_pre))
+        t_since, g_t = self._g_in(box, t)
         alpha = self._alpha(g_t)
-        w = self._weights_of(g_t, alpha)
-        sd_dev = self.device.read_noise_sd(g_t, t_since, g_prog=self._g_prog)
-        var = (sd_dev * sd_dev).sum(dim=(0, 1)) * self._scale(alpha) ** 2
-        w, var = self._crop(w).contiguous(), self._crop(var).contiguous()
+        w = self._weights_of(g_t, alpha).contiguous()
+        sd_dev = self.device.read_noise_sd(g_t, t_since, g_prog=self._g_prog[box])
+        var = ((sd_dev * sd_dev).sum(dim=(0, 1)) * self._scale(alpha) ** 2).contiguous()
         self._cache = (key, w, var)
         return w, var
+
+    def _g_in(self, box: tuple[slice, ...], t: float
+              ) -> tuple[torch.Tensor | float, torch.Tensor]:
+        """(time since programming, noise-free conductance [µS] at ``t``) of the devices in
+        ``box`` (a (2, N, rows, cols) slice of the padded state)."""
+        t_since = (torch.clamp(t - self._t_prog[box], min=0.0) if self.device.clocked
+                   else 0.0)
+        return t_since, self._g_prog[box] * self.device.drift_factor(self._nu[box], t_since)
 
     def drift_compensation_factor(self, t: float) -> float:
         """Return α(t) = Σ g_prog / Σ g(t) applied to the outputs (1 when compensation is off)."""
@@ -350,18 +358,38 @@ class Crossbar:
         jitter = dev.deployment_jitter(w_new, self.generator) if deploy else None
         if jitter is not None:
             w_new = torch.clamp(w_new + jitter, -self.cfg.w_max, self.cfg.w_max)
+        # noise and ν are drawn for every device (the seeded sequence does not depend on which
+        # weights are written), then only the box of rows and columns holding a selected weight
+        # is touched (a readout update: a few rows)
         g, nu = dev.program_devices(w_new.abs() / self.cfg.w_max, shape, self.generator,
                                     deploy=deploy)
-        set_mask, reset_mask = dev.write_masks(self._w_target, w_new, sel)
-        prog = set_mask.unsqueeze(1).expand(shape)  # devices SET to a new target
-        write = (set_mask | reset_mask).unsqueeze(1).expand(shape)  # ... or RESET to 0 µS
-        self._g_prog = torch.where(prog, g, torch.where(write, 0.0, self._g_prog))
-        self._nu = torch.where(prog, nu, torch.where(write, 0.0, self._nu))
-        self._t_prog = torch.where(write, t, self._t_prog)
-        self._counts = self._counts + write.long()
-        self._w_target = torch.where(sel, w_new, self._w_target)
         self._version += 1
+        box = self._box(sel)
+        if box is None:
+            return 0
+        rc = box[2:]
+        set_mask, reset_mask = dev.write_masks(self._w_target[rc], w_new[rc], sel[rc])
+        bshape = shape[:2] + set_mask.shape[-2:]
+        prog = set_mask.unsqueeze(1).expand(bshape)  # devices SET to a new target
+        write = (set_mask | reset_mask).unsqueeze(1).expand(bshape)  # ... or RESET to 0 µS
+        # in place: the state tensors are never handed out (accessors return copies)
+        self._g_prog[box] = torch.where(prog, g[box], torch.where(write, 0.0, self._g_prog[box]))
+        self._nu[box] = torch.where(prog, nu[box], torch.where(write, 0.0, self._nu[box]))
+        self._t_prog[box] = torch.where(write, t, self._t_prog[box])
+        self._counts[box] += write.long()
+        self._w_target[rc] = torch.where(sel[rc], w_new[rc], self._w_target[rc])
         return int(write.sum())
+
+    @staticmethod
+    def _box(sel: torch.Tensor) -> tuple[slice, ...] | None:
+        """The (2, N, rows, cols) slice of the smallest box holding every True of ``sel``
+        (P, Q); None when there is none."""
+        rows = torch.nonzero(sel.any(dim=1))
+        if rows.numel() == 0:
+            return None
+        cols = torch.nonzero(sel.any(dim=0))
+        return (slice(None), slice(None), slice(int(rows[0]), int(rows[-1]) + 1),
+                slice(int(cols[0]), int(cols[-1]) + 1))
 
     def _pad(self, w: torch.Tensor) -> torch.Tensor:
         out = torch.zeros(self._w_target.shape, dtype=self.dtype)
@@ -489,10 +517,11 @@ class Crossbar:
             sel = dq != 0
             if not bool(sel.any()):
                 return 0
-            if self.device.ideal:  # the devices hold the targets exactly
-                w_read = self._w_target
-            else:
-                w_read = self._weights_of(self._g_at(self._t_since(t)))
+            w_read = self._w_target.clone()  # the devices hold the targets exactly (ideal)
+            box = self._box(sel)
+            if not self.device.ideal and box is not None:
+                # what the written weights' devices hold now (only those are used)
+                w_read[box[2:]] = self._weights_of(self._g_in(box, t)[1])
             w_new = torch.clamp(w_read + dq, -cfg.w_max, cfg.w_max)
             return self._program(sel, w_new, t, deploy=False)
 
