@@ -33,7 +33,8 @@ import torch
 from l2l_nmhw_ros.config import EpropConfig, TraineeConfig
 from l2l_nmhw_ros.errors import RejectedInput, ShapeError
 from l2l_nmhw_ros.pcm.crossbar import Crossbar
-from l2l_nmhw_ros.pcm.layout import average_replicas, pack_trainee, unpack_trainee
+from l2l_nmhw_ros.pcm.layout import (average_replicas, check_replicas, pack_trainee,
+                                     unpack_trainee)
 from l2l_nmhw_ros.pcm.model import quantize_delta
 from l2l_nmhw_ros.snn import fast_trial
 from l2l_nmhw_ros.snn.neurons import PAPER, SpikeMode, decay_factor, leaky_integrate
@@ -90,9 +91,7 @@ class FunctionalSubstrate:
     def __init__(self, model: Any, trainee: dict[str, torch.Tensor], batch: int,
                  generator: torch.Generator | None = None, *, fused: bool = True,
                  readout_replicas: int = 1) -> None:
-        if isinstance(readout_replicas, bool) or not isinstance(readout_replicas, int) \
-                or readout_replicas < 1:
-            raise ValueError(f'readout_replicas: expected an int >= 1, got {readout_replicas!r}')
+        check_replicas(readout_replicas)
         self.model = model
         self.generator = generator
         self.fused = fused
@@ -192,6 +191,7 @@ class CrossbarSubstrate:
         readout_replicas: R, copies of the readout rows on the crossbar (``pcm.readout_replicas``).
 
     Raises:
+        ValueError: readout_replicas < 1.
         ShapeError: the crossbar's rows are not n_rec plus R equal readout blocks.
     """
 
@@ -201,9 +201,10 @@ class CrossbarSubstrate:
         self.max_changed = max_changed
         self.n_post, self.n_pre = crossbar.shape
         self.n_rec = self.n_pre - n_in
+        check_replicas(readout_replicas)
         self.replicas = readout_replicas
         n_rows = self.n_post - self.n_rec
-        if readout_replicas < 1 or n_rows < 1 or n_rows % readout_replicas:
+        if n_rows < 1 or n_rows % readout_replicas:
             raise ShapeError(f'crossbar {crossbar.shape}: {n_rows} readout rows are not '
                              f'{readout_replicas} copies of the readout')
         self.n_out = n_rows // readout_replicas

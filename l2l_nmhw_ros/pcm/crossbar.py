@@ -76,6 +76,8 @@ STATE_CONFIG_FIELDS = ('preset', 'g_max', 'w_max', 'n_devices', 'tile_size', 'pr
                        'drift_t_ratio', 'nu_mean_coeffs', 'nu_mean_bounds', 'nu_std_coeffs',
                        'nu_std_bounds')
 _POS, _NEG = 0, 1
+#: every device of the padded (2, N, P, Q) state (a slice for :meth:`Crossbar._g_in`)
+_ALL = (slice(None),) * 4
 
 
 def state_config_hash(cfg: PCMConfig) -> str:
@@ -183,18 +185,15 @@ class Crossbar:
         return self._crop(self._w_target).clone()
 
     # ---- device state over time (the physics is self.device's) ------------------------------
-    def _dt(self, t: float) -> torch.Tensor:
-        """Time since programming per device [s], ≥ 0, float64."""
-        return torch.clamp(t - self._t_prog, min=0.0)
-
-    def _t_since(self, t: float) -> torch.Tensor | float:
-        """Time since programming to hand the device model: per device when it has a clock,
-        else 0.0 (ignored by the clock-free presets)."""
-        return self._dt(t) if self.device.clocked else 0.0
-
-    def _g_at(self, t_since: torch.Tensor | float) -> torch.Tensor:
-        """Noise-free conductance [µS] of every (padded) device ``t_since`` after programming."""
-        return self._g_prog * self.device.drift_factor(self._nu, t_since)
+    def _g_in(self, box: tuple[slice, ...], t: float
+              ) -> tuple[torch.Tensor | float, torch.Tensor]:
+        """(time since programming [s], noise-free conductance [µS] at ``t``) of the devices in
+        ``box`` (a (2, N, rows, cols) slice of the padded state, :data:`_ALL` for every device).
+        The time is per device when the device model has a clock, else 0.0 (ignored by the
+        clock-free presets)."""
+        t_since = (torch.clamp(t - self._t_prog[box], min=0.0) if self.device.clocked
+                   else 0.0)
+        return t_since, self._g_prog[box] * self.device.drift_factor(self._nu[box], t_since)
 
     def _scale(self, alpha: float = 1.0) -> float:
         """Weight units per µS of the summed devices of one polarity: α·w_max/(g_max N)."""
@@ -217,7 +216,7 @@ class Crossbar:
             ValueError: ``t`` not a finite number.
         """
         t = check_time('t', t)
-        return self._crop(self._g_at(self._t_since(t)))
+        return self._crop(self._g_in(_ALL, t)[1])
 
     def read_conductances(self, t: float, generator: torch.Generator | None = None
                           ) -> torch.Tensor:
@@ -233,8 +232,7 @@ class Crossbar:
         """
         t = check_time('t', t)
         gen = generator if generator is not None else self.generator
-        t_since = self._t_since(t)
-        g_t = self._g_at(t_since)
+        t_since, g_t = self._g_in(_ALL, t)
         sd = self.device.read_noise_sd(g_t, t_since, g_prog=self._g_prog)
         xi = torch.randn(g_t.shape, generator=gen, dtype=self.dtype)
         return self._crop(g_t + sd * xi)
@@ -264,18 +262,11 @@ class Crossbar:
         self._cache = (key, w, var)
         return w, var
 
-    def _g_in(self, box: tuple[slice, ...], t: float
-              ) -> tuple[torch.Tensor | float, torch.Tensor]:
-        """(time since programming, noise-free conductance [µS] at ``t``) of the devices in
-        ``box`` (a (2, N, rows, cols) slice of the padded state)."""
-        t_since = (torch.clamp(t - self._t_prog[box], min=0.0) if self.device.clocked
-                   else 0.0)
-        return t_since, self._g_prog[box] * self.device.drift_factor(self._nu[box], t_since)
 
     def drift_compensation_factor(self, t: float) -> float:
         """Return α(t) = Σ g_prog / Σ g(t) applied to the outputs (1 when compensation is off)."""
         t = check_time('t', t)
-        return self._alpha(self._g_at(self._t_since(t)))
+        return self._alpha(self._g_in(_ALL, t)[1])
 
     def effective_weights(self, t: float) -> torch.Tensor:
         """Return the weights a noise-free read at ``t`` gives (drift and compensation included).
@@ -337,8 +328,7 @@ class Crossbar:
 
     def _per_device_noise(self, x: torch.Tensor, t: float,
                           gen: torch.Generator) -> torch.Tensor:
-        t_since = self._t_since(t)
-        g_t = self._g_at(t_since)
+        t_since, g_t = self._g_in(_ALL, t)
         alpha = self._alpha(g_t)
         sd_dev = self._crop(self.device.read_noise_sd(g_t, t_since, g_prog=self._g_prog))
         batch = x.shape[:-1]

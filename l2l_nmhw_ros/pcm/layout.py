@@ -34,7 +34,7 @@ import torch
 from l2l_nmhw_ros.config import TraineeConfig
 from l2l_nmhw_ros.errors import ShapeError
 
-__all__ = ['average_replicas', 'pack_trainee', 'trainee_mask', 'unpack_trainee']
+__all__ = ['average_replicas', 'check_replicas', 'pack_trainee', 'trainee_mask', 'unpack_trainee']
 
 
 def _shape(name: str, w: Any) -> tuple[int, ...]:
@@ -75,7 +75,7 @@ def pack_trainee(w_in: Any, w_rec: Any, w_out: Any, replicas: int = 1) -> Any:
     if not (s_in[:-2] == s_rec[:-2] == s_out[:-2]):
         raise ShapeError(f'w_in, w_rec, w_out: batch dims differ ({s_in[:-2]}, {s_rec[:-2]}, '
                          f'{s_out[:-2]})')
-    _check_replicas(replicas)
+    check_replicas(replicas)
     n_in, n_out = s_in[-1], s_out[-2]
     if isinstance(w_rec, torch.Tensor):
         zeros = torch.zeros(s_out[:-2] + (n_out, n_in), dtype=w_rec.dtype, device=w_rec.device)
@@ -88,7 +88,8 @@ def pack_trainee(w_in: Any, w_rec: Any, w_out: Any, replicas: int = 1) -> Any:
     return np.concatenate([top_np] + [bottom_np] * replicas, axis=-2)
 
 
-def _check_replicas(replicas: int) -> None:
+def check_replicas(replicas: int) -> None:
+    """Raise ValueError unless `replicas` (copies of the readout rows) is an int >= 1."""
     if isinstance(replicas, bool) or not isinstance(replicas, int) or replicas < 1:
         raise ValueError(f'replicas: expected an int >= 1, got {replicas!r}')
 
@@ -103,7 +104,7 @@ def average_replicas(rows: Any, replicas: int) -> Any:
         ValueError: replicas < 1.
         ShapeError: the row count is not a multiple of `replicas`.
     """
-    _check_replicas(replicas)
+    check_replicas(replicas)
     if replicas == 1:
         return rows
     *batch, n_rows, k = rows.shape
@@ -129,7 +130,7 @@ def unpack_trainee(w: Any, n_in: int | None = None, replicas: int = 1
         ShapeError: the shape does not fit ``n_in`` and ``replicas``.
     """
     shape = _shape('w', w)
-    _check_replicas(replicas)
+    check_replicas(replicas)
     if n_in is None:
         n_in = TraineeConfig().n_in
     n_post, n_pre = shape[-2:]
@@ -145,7 +146,7 @@ def unpack_trainee(w: Any, n_in: int | None = None, replicas: int = 1
 def trainee_mask(n_in: int, n_rec: int, n_out: int, replicas: int = 1) -> torch.Tensor:
     """Return the bool (n_rec + replicas·n_out, n_in + n_rec) mask of the devices the trainee
     uses (False on the zero block and on the w_rec diagonal, whose self-connections are masked)."""
-    _check_replicas(replicas)
+    check_replicas(replicas)
     mask = torch.ones(n_rec + replicas * n_out, n_in + n_rec, dtype=torch.bool)
     mask[n_rec:, :n_in] = False
     idx = torch.arange(n_rec)
