@@ -39,7 +39,7 @@ __all__ = [
     'ArmConfig', 'ConfigError', 'ControlConfig', 'EpropConfig', 'FK_JOINTS', 'L2LConfig',
     'LSGConfig', 'MetaConfig', 'PCMConfig', 'READOUT_SIGNALS', 'TARGET_CODES', 'TaskConfig',
     'TraineeConfig', 'config_hash',
-    'default_config_path', 'from_dict', 'load', 'param', 'to_dict',
+    'default_config_path', 'from_dict', 'load', 'overlay', 'param', 'to_dict',
 ]
 
 #: The ED-Scorbot joints of the forward kinematics, in kinematic order (base to wrist).
@@ -551,6 +551,36 @@ def load(*paths: str | Path, overrides: Mapping[str, Any] | None = None) -> L2LC
         merged = _deep_merge(merged, _ros_parameters(p))
     if overrides:
         merged = _deep_merge(merged, overrides)
+    return from_dict(merged)
+
+
+def overlay(cfg: L2LConfig, *paths: str | Path,
+            sections: tuple[str, ...] | None = None) -> L2LConfig:
+    """Return ``cfg`` with ROS parameter files applied on top (later files override).
+
+    Unlike :func:`load`, keys the files do not name keep ``cfg``'s values (e.g. a checkpoint's
+    configuration with a ``pcm:`` ablation on top).
+
+    Args:
+        cfg: the configuration to start from.
+        paths: parameter files (``/**: ros__parameters:``).
+        sections: top-level sections the files may set (``None``: any).
+
+    Raises:
+        ConfigError: unknown key, wrong type, bound violated, malformed file, or a section
+            outside ``sections``.
+        FileNotFoundError: a path does not exist.
+    """
+    merged = to_dict(cfg)
+    for p in map(Path, paths):
+        if not p.is_file():
+            raise FileNotFoundError(f'configuration file not found: {p}')
+        params = _ros_parameters(p)
+        if sections is not None:
+            bad = sorted(k for k in params if k not in sections)
+            if bad:
+                raise ConfigError(f'{p}: may set only {list(sections)}, got {bad}')
+        merged = _deep_merge(merged, params)
     return from_dict(merged)
 
 

@@ -258,6 +258,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument('--updates', type=int, nargs='+', default=None, metavar='N',
                         help='on-chip updates per task; several numbers give the few-updates '
                         'curve (default: the checkpoint\'s eprop.n_updates)')
+    parser.add_argument('--pcm-config', nargs='+', default=[], metavar='YAML',
+                        help='ROS parameter files whose pcm: section replaces the checkpoint\'s '
+                        'PCM model in the PCM rows (device-noise ablations, e.g. '
+                        'read_noise: false); other sections are refused: the network is the '
+                        'checkpoint\'s')
     parser.add_argument('--threads', type=int, default=1, help='torch CPU threads')
     parser.add_argument('--device', default='cpu', metavar='DEVICE',
                         help='cpu (default), cuda, cuda:N or auto')
@@ -274,21 +279,33 @@ def run(args: argparse.Namespace) -> int:
 
     With one number of updates (the default) the JSON holds ``families.<family>.rows`` and
     ``summary``; with ``--updates N1 N2 ...`` also ``families.<family>.updates.<N>`` (rows and
-    summary per number of updates; the top-level rows are those of the first N).
+    summary per number of updates; the top-level rows are those of the first N). With
+    ``--pcm-config`` the PCM rows (and the 4-bit row's grid, ``pcm.delta_w_step``) run the
+    checkpoint's PCM model with the files' ``pcm:`` values on top (:func:`config.overlay`);
+    ``pcm_overrides`` in the JSON lists the values that changed.
+
+    Raises:
+        ConfigError: a ``--pcm-config`` file sets a section other than ``pcm`` or a bad value.
+        FileNotFoundError: the checkpoint or a ``--pcm-config`` file does not exist.
     """
     torch.set_num_threads(max(1, args.threads))
     device = resolve_device(args.device)
     path = Path(args.checkpoint) if args.checkpoint else default_checkpoint()
     weights, meta = ckpt.load(path)
     cfg = config_from_metadata(meta)
-    updates = list(args.updates) if args.updates else [cfg.eprop.n_updates]
+    pcm_cfg = None
     report: dict[str, Any] = {'checkpoint': str(path), 'config_hash': meta.get('config_hash'),
                               'tasks': args.tasks, 'seed': args.seed, 'families': {}}
+    if args.pcm_config:
+        pcm_cfg = C.overlay(cfg, *args.pcm_config, sections=('pcm',)).pcm
+        report['pcm_overrides'] = {k: v for k, v in C.to_dict(pcm_cfg).items()
+                                   if v != C.to_dict(cfg.pcm)[k]}
+    updates = list(args.updates) if args.updates else [cfg.eprop.n_updates]
     for fam in args.family:
         per = {}
         for n in updates:
             res = evaluate(weights, cfg, fam, args.tasks, seed=args.seed, n_updates=n,
-                           device=device)
+                           device=device, pcm_cfg=pcm_cfg)
             per[n] = {'rows': res, 'summary': summary(res)}
         report['families'][fam] = dict(per[updates[0]])
         if len(updates) > 1:
@@ -298,6 +315,9 @@ def run(args: argparse.Namespace) -> int:
         return 0
     print(f'checkpoint {path} (config {meta.get("config_hash")}), {args.tasks} unseen tasks, '
           f'seed {args.seed}, {updates[0]} on-chip update(s)')
+    if 'pcm_overrides' in report:
+        print(f'PCM model overridden by {" ".join(args.pcm_config)}: '
+              f'{report["pcm_overrides"] or "(no value changed)"}')
     for fam, body in report['families'].items():
         print(f'\nfamily {fam}')
         print(f'{"":22s} {"omega MSE":>10s} {"xyz MSE [m^2]":>14s} {"distance [m]":>13s} '

@@ -78,6 +78,25 @@ def test_override_files_layer_in_order(tmp_path, repo_root):
     assert cfg.trainee.tau_m == 0.020  # untouched values come from the base file
 
 
+def test_overlay_keeps_the_base_config_and_limits_sections(tmp_path):
+    # a checkpoint-like base that is not the default file: the overlay changes one key only
+    base = dataclasses.replace(C.L2LConfig(), seed=7,
+                               pcm=dataclasses.replace(C.PCMConfig(), n_devices=4))
+    over = tmp_path / 'over.yaml'
+    over.write_text('/**:\n  ros__parameters:\n    pcm:\n      read_noise: false\n')
+    cfg = C.overlay(base, over, sections=('pcm',))
+    assert cfg.pcm.read_noise is False and base.pcm.read_noise is True
+    assert cfg.pcm.n_devices == 4 and cfg.seed == 7  # not the defaults (2, 42)
+    assert dataclasses.replace(cfg, pcm=base.pcm) == base
+    bad = tmp_path / 'bad.yaml'
+    bad.write_text('/**:\n  ros__parameters:\n    trainee:\n      v_th: 0.5\n')
+    with pytest.raises(ConfigError, match=r"may set only \['pcm'\], got \['trainee'\]"):
+        C.overlay(base, bad, sections=('pcm',))
+    assert C.overlay(base, bad).trainee.v_th == 0.5  # no restriction: any section
+    with pytest.raises(FileNotFoundError, match='nope.yaml'):
+        C.overlay(base, tmp_path / 'nope.yaml')
+
+
 def test_config_hash_is_stable_and_sensitive():
     a = C.L2LConfig()
     b = dataclasses.replace(a, seed=43)

@@ -85,3 +85,30 @@ def test_eval_few_updates_curve(tmp_path, capsys) -> None:
     for row in one.values():
         assert 0 <= row['final_distance_median'] <= row['final_distance_p90']
     assert fam['rows'] == zero  # the top-level rows: the first count asked for
+
+
+def test_eval_pcm_config_changes_only_the_pcm_rows(tmp_path, capsys) -> None:
+    # --pcm-config: the same tasks and network; the software rows are bit-identical, the PCM
+    # rows run the overridden device model (here: no device noise, no drift, no rounding noise,
+    # so the PCM row becomes the 4-bit software row with deterministic rounding)
+    cfg = _tiny()
+    cfg = dataclasses.replace(cfg, pcm=dataclasses.replace(cfg.pcm, stochastic_rounding=False))
+    MetaTrainer(cfg).save(str(tmp_path / 'ck'), train_state=False)
+    args = ['eval', '--checkpoint', str(tmp_path / 'ck'), '--tasks', '4', '--json']
+    assert cli.main(args) == 0
+    plain = json.loads(capsys.readouterr().out)
+    ideal = tmp_path / 'ideal.yaml'
+    ideal.write_text('/**:\n  ros__parameters:\n    pcm:\n      preset: ideal\n')
+    assert cli.main(args + ['--pcm-config', str(ideal)]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out['pcm_overrides'] == {'preset': 'ideal'}
+    a, b = plain['families']['reach']['rows'], out['families']['reach']['rows']
+    assert b['software'] == a['software'] and b['before'] == a['before']
+    assert b['pcm']['xyz_mse'] != a['pcm']['xyz_mse']
+    assert b['pcm']['xyz_mse'] == pytest.approx(b['software_4bit']['xyz_mse'], rel=1e-5)
+    assert b['before_pcm']['xyz_mse'] == pytest.approx(b['before']['xyz_mse'], rel=1e-5)
+    # a file that touches the network is refused with the reason, nothing evaluated
+    bad = tmp_path / 'bad.yaml'
+    bad.write_text('/**:\n  ros__parameters:\n    eprop:\n      eta_out: 0.1\n')
+    assert cli.main(args + ['--pcm-config', str(bad)]) != 0
+    assert "may set only ['pcm'], got ['eprop']" in capsys.readouterr().err
