@@ -63,6 +63,12 @@ RUNS = (('software', 'before', 'software'), ('software_4bit', None, 'software_4b
 #: per-task metrics of :func:`per_task_metrics`
 METRICS = ('loss', 'omega_mse', 'xyz_mse', 'distance', 'final_distance', 'n_programmed',
            'n_weights_changed', 'rate_hz')
+#: per-task metrics of the test rows with ``repeat=True``: the end-point distance [m] between two
+#: runs of the same adapted network, and half their mean squared path difference [m²] (the
+#: path's trial-to-trial variance per coordinate)
+REPEAT_METRICS = ('repeat_final_distance', 'repeat_xyz_var')
+#: torch seed offset of the repeat trials' read-noise generators (seed + this + backend offset)
+_REPEAT_SEED_OFFSET = 1000
 NOISE_STREAMS = ('per_backend', 'shared')
 
 
@@ -76,7 +82,7 @@ def _changed_weights(dw: torch.Tensor, step: float) -> torch.Tensor:
 def per_task_metrics(weights: dict[str, np.ndarray], cfg: C.L2LConfig, family: str,
                      n_tasks: int, *, seed: int, chunk: int, rows: tuple[str, ...] = ROWS,
                      noise: str = 'per_backend', n_updates: int | None = None,
-                     device: torch.device | str = 'cpu'
+                     device: torch.device | str = 'cpu', repeat: bool = False
                      ) -> tuple[dict[str, dict[str, np.ndarray]], torch.Tensor]:
     """The evaluation harness: the inner loop on `n_tasks` unseen tasks under each row.
 
@@ -99,6 +105,9 @@ def per_task_metrics(weights: dict[str, np.ndarray], cfg: C.L2LConfig, family: s
         n_updates: on-chip updates per task (default ``cfg.eprop.n_updates``; paper: 1).
         device: where the networks run (``cpu`` or a CUDA device; the noise streams of a CUDA
             generator differ from the CPU ones, so numbers agree in distribution only).
+        repeat: run every test trial twice on the same adapted weights (the second with its
+            own read-noise stream, so no other number changes) and add :data:`REPEAT_METRICS`
+            to the test rows (exactly 0 where reads are exact: software).
 
     Returns:
         (``{row: {metric: array (n_tasks,)}}`` for the :data:`METRICS`, target xyz
@@ -140,7 +149,12 @@ def per_task_metrics(weights: dict[str, np.ndarray], cfg: C.L2LConfig, family: s
     shared = generator(seed)
     gens = {name: shared if noise == 'shared' else generator(seed + off)
             for name, off in _BACKEND_SEED_OFFSET.items()}
-    out: dict[str, dict[str, list[float]]] = {r: {m: [] for m in METRICS} for r in rows}
+    repeat_gens = {name: generator(seed + _REPEAT_SEED_OFFSET + off)
+                   for name, off in _BACKEND_SEED_OFFSET.items()} if repeat else {}
+    test_rows = {r[2] for r in RUNS}
+    out: dict[str, dict[str, list[float]]] = {
+        r: {m: [] for m in METRICS + (REPEAT_METRICS if repeat and r in test_rows else ())}
+        for r in rows}
     w_om, w_xyz, dt = cfg.meta.loss_omega_weight, cfg.meta.loss_xyz_weight, cfg.task.dt
     targets: list[torch.Tensor] = []
 
@@ -165,7 +179,7 @@ def per_task_metrics(weights: dict[str, np.ndarray], cfg: C.L2LConfig, family: s
         for name, row_learn, row_test in runs:
             backend, grid = backends[name]
             res = adapt(trainee, lsg, tasks, cfg, backend=backend, generator=gens[name],
-                        n_updates=n_updates)
+                        n_updates=n_updates, repeat_generator=repeat_gens.get(name))
             if row_learn in rows:
                 add(row_learn, res.learn, tasks, zeros, zeros)
             if row_test in rows:
@@ -175,6 +189,12 @@ def per_task_metrics(weights: dict[str, np.ndarray], cfg: C.L2LConfig, family: s
                 if cfg.eprop.update_w_rec:
                     changed = changed + _changed_weights(res.dw_rec, grid)
                 add(row_test, res.test, tasks, res.n_programmed, changed)
+                if res.repeat is not None:
+                    xyz_a = task_errors(res.test.y, tasks, cfg.task.omega_scale)['xyz']
+                    xyz_b = task_errors(res.repeat.y, tasks, cfg.task.omega_scale)['xyz']
+                    d = out[row_test]
+                    d['repeat_final_distance'] += (xyz_a[-1] - xyz_b[-1]).norm(dim=-1).tolist()
+                    d['repeat_xyz_var'] += (0.5 * ((xyz_a - xyz_b) ** 2).mean(dim=(0, 2))).tolist()
         done += b
     metrics = {r: {m: np.asarray(v, dtype=np.float64) for m, v in d.items()}
                for r, d in out.items()}
@@ -184,7 +204,8 @@ def per_task_metrics(weights: dict[str, np.ndarray], cfg: C.L2LConfig, family: s
 def evaluate(weights: dict[str, np.ndarray], cfg: C.L2LConfig, family: str, n_tasks: int, *,
              seed: int = EVAL_SEED, chunk: int = 50, rows: tuple[str, ...] = ROWS,
              pcm_cfg: C.PCMConfig | None = None, n_updates: int | None = None,
-             device: torch.device | str = 'cpu') -> dict[str, dict[str, float]]:
+             device: torch.device | str = 'cpu', repeat: bool = False
+             ) -> dict[str, dict[str, float]]:
     """Return {row: {omega_mse, xyz_mse, distance, n_programmed, final_distance,
     final_distance_median, final_distance_p90}} over `n_tasks` tasks (means unless named).
 
@@ -205,6 +226,8 @@ def evaluate(weights: dict[str, np.ndarray], cfg: C.L2LConfig, family: str, n_ta
         pcm_cfg: PCM configuration for the PCM rows (default ``cfg.pcm``).
         n_updates: on-chip updates per task (default ``cfg.eprop.n_updates``).
         device: where the networks run (see :func:`per_task_metrics`).
+        repeat: add to the test rows ``repeat_final_distance_median`` [m] and ``repeat_xyz_var``
+            [m²] (mean), see :func:`per_task_metrics`.
 
     Raises:
         ValueError: unknown family or row, n_tasks < 1.
@@ -213,12 +236,17 @@ def evaluate(weights: dict[str, np.ndarray], cfg: C.L2LConfig, family: str, n_ta
     if pcm_cfg is not None:
         cfg = dataclasses.replace(cfg, pcm=pcm_cfg)
     metrics, xyz = per_task_metrics(weights, cfg, family, n_tasks, seed=seed, chunk=chunk,
-                                    rows=rows, n_updates=n_updates, device=device)
+                                    rows=rows, n_updates=n_updates, device=device,
+                                    repeat=repeat)
     keys = ('omega_mse', 'xyz_mse', 'distance', 'n_programmed', 'final_distance')
     out = {r: {k: float(np.mean(metrics[r][k])) for k in keys} for r in rows}
     for r in rows:
         out[r]['final_distance_median'] = float(np.median(metrics[r]['final_distance']))
         out[r]['final_distance_p90'] = float(np.percentile(metrics[r]['final_distance'], 90))
+        if 'repeat_xyz_var' in metrics[r]:
+            out[r]['repeat_final_distance_median'] = float(
+                np.median(metrics[r]['repeat_final_distance']))
+            out[r]['repeat_xyz_var'] = float(np.mean(metrics[r]['repeat_xyz_var']))
     # reference level: the best task-independent output, i.e. the mean target path of these tasks
     base = ((xyz - xyz.mean(dim=1, keepdim=True)) ** 2).mean(dim=(0, 2))
     dist = (xyz - xyz.mean(dim=1, keepdim=True)).norm(dim=-1).mean(dim=0)
@@ -263,6 +291,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         'PCM model in the PCM rows (device-noise ablations, e.g. '
                         'read_noise: false); other sections are refused: the network is the '
                         'checkpoint\'s')
+    parser.add_argument('--repeat', action='store_true',
+                        help='run each adapted network\'s test trial twice (fresh read noise) '
+                        'and report how far the two runs end apart: the trial-to-trial '
+                        'variability no update can remove (0 in software)')
     parser.add_argument('--threads', type=int, default=1, help='torch CPU threads')
     parser.add_argument('--device', default='cpu', metavar='DEVICE',
                         help='cpu (default), cuda, cuda:N or auto')
@@ -282,7 +314,9 @@ def run(args: argparse.Namespace) -> int:
     summary per number of updates; the top-level rows are those of the first N). With
     ``--pcm-config`` the PCM rows (and the 4-bit row's grid, ``pcm.delta_w_step``) run the
     checkpoint's PCM model with the files' ``pcm:`` values on top (:func:`config.overlay`);
-    ``pcm_overrides`` in the JSON lists the values that changed.
+    ``pcm_overrides`` in the JSON lists the values that changed. ``--repeat`` adds
+    ``repeat_final_distance_median`` and ``repeat_xyz_var`` to the test rows
+    (:func:`per_task_metrics`).
 
     Raises:
         ConfigError: a ``--pcm-config`` file sets a section other than ``pcm`` or a bad value.
@@ -305,7 +339,7 @@ def run(args: argparse.Namespace) -> int:
         per = {}
         for n in updates:
             res = evaluate(weights, cfg, fam, args.tasks, seed=args.seed, n_updates=n,
-                           device=device, pcm_cfg=pcm_cfg)
+                           device=device, pcm_cfg=pcm_cfg, repeat=args.repeat)
             per[n] = {'rows': res, 'summary': summary(res)}
         report['families'][fam] = dict(per[updates[0]])
         if len(updates) > 1:
@@ -328,6 +362,11 @@ def run(args: argparse.Namespace) -> int:
                   f'{vals["distance"]:13.4f} {final:>23s} {vals["n_programmed"]:19.1f}')
         for k, v in body['summary'].items():
             print(f'  {k}: {v:.3f}')
+        for row, vals in body['rows'].items():
+            if 'repeat_xyz_var' in vals:
+                print(f'  {LABELS[row]}, run twice: end points '
+                      f'{vals["repeat_final_distance_median"]:.4f} m apart (median), path '
+                      f'variance {vals["repeat_xyz_var"]:.5f} m^2')
         if 'updates' in body:
             print(f'  few updates: {"updates":>7s} {"xyz MSE sw":>11s} {"xyz MSE PCM":>12s} '
                   f'{"final median sw":>16s} {"final median PCM":>17s}')

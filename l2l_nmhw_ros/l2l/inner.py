@@ -97,7 +97,9 @@ class AdaptResult(NamedTuple):
     (unquantised Delta W of the last update, batch first), n_programmed (batch,) devices (PCM) or
     weights (software) changed over all updates, w_in / w_rec / w_out (batch, ...) weights after
     the updates as the test trial saw them, dw_out (batch, n_out, n_rec) the unquantised readout
-    update of the last update (None unless ``eprop.update_w_out``).
+    update of the last update (None unless ``eprop.update_w_out``), repeat: the test trial run
+    again on the same weights with fresh read noise (:func:`adapt`'s ``repeat_generator``; None
+    otherwise).
     """
 
     learn: TrialResult
@@ -111,6 +113,7 @@ class AdaptResult(NamedTuple):
     w_rec: torch.Tensor
     w_out: torch.Tensor
     dw_out: torch.Tensor | None = None
+    repeat: TrialResult | None = None
 
 
 def n_learning_signals(cfg: L2LConfig) -> int:
@@ -239,8 +242,8 @@ def update_and_test(substrate: Substrate, learning_signal: torch.Tensor, cfg: L2
 
 def adapt(trainee: dict[str, torch.Tensor], lsg: dict[str, torch.Tensor], tasks: TaskBatch,
           cfg: L2LConfig, *, backend: Any | None = None, generator: torch.Generator | None = None,
-          n_updates: int | None = None, mode: SpikeMode = PAPER, fused: bool = True
-          ) -> AdaptResult:
+          n_updates: int | None = None, mode: SpikeMode = PAPER, fused: bool = True,
+          repeat_generator: torch.Generator | None = None) -> AdaptResult:
     """Run the inner loop on a batch of tasks.
 
     Deploys the trainee on a :class:`~l2l_nmhw_ros.l2l.substrate.FunctionalSubstrate` of
@@ -261,6 +264,10 @@ def adapt(trainee: dict[str, torch.Tensor], lsg: dict[str, torch.Tensor], tasks:
         fused: both networks' recurrent loops through :mod:`l2l_nmhw_ros.snn.fused` (default;
             same equations, gradients and seeded noise); False: the step-by-step autograd
             loops, the reference.
+        repeat_generator: when given, the test trial is run once more on the same adapted
+            weights with its read noise drawn from this generator (``AdaptResult.repeat``: how
+            far two runs of the same adapted network lie apart; every other result is as
+            without it).
 
     Returns:
         :class:`AdaptResult`.
@@ -278,4 +285,8 @@ def adapt(trainee: dict[str, torch.Tensor], lsg: dict[str, torch.Tensor], tasks:
                            fused=fused)
     signal = compose_signal(cfg, lsg_res.learning_signal, tasks.omega)
     res = update_and_test(substrate, signal, cfg, n_updates=n_updates, mode=mode, learn=learn)
-    return res._replace(lsg_z=lsg_res.z)
+    repeat = None
+    if repeat_generator is not None:
+        repeat = substrate.trial(x, cfg.trainee, dt=cfg.task.dt, mode=mode,
+                                 generator=repeat_generator)
+    return res._replace(lsg_z=lsg_res.z, repeat=repeat)

@@ -129,12 +129,23 @@ class FunctionalSubstrate:
         return read
 
     def trial(self, x: torch.Tensor, cfg: TraineeConfig, *, dt: float,
-              mode: SpikeMode = PAPER) -> TrialResult:
-        """One trial of every task on input spikes `x` (time, batch, n_in)."""
-        mvm = self._readout_mvm(self._mvm)
+              mode: SpikeMode = PAPER, generator: torch.Generator | None = None
+              ) -> TrialResult:
+        """One trial of every task on input spikes `x` (time, batch, n_in).
+
+        `generator`: draw this trial's read noise from another generator than the substrate's
+        (e.g. a repeat of the test trial that leaves the seeded streams as they were); None: the
+        substrate's own.
+        """
+        gen = self.generator if generator is None else generator
+        mvm = self._mvm
+        if generator is not None and not exact_reads(self.model):
+            def mvm(xx: torch.Tensor, ww: torch.Tensor) -> torch.Tensor:
+                return self.model.mvm(xx, ww, generator=gen)
+        mvm = self._readout_mvm(mvm)
         if self.fused and mode is PAPER:
             return run_trial_fused(self.w_in, self.w_rec, self.w_out, x, cfg, mvm,
-                                   read_var=self._read_var, generator=self.generator, dt=dt)
+                                   read_var=self._read_var, generator=gen, dt=dt)
         return run_trial(self.w_in, self.w_rec, self.w_out, x, cfg, mvm, dt=dt, mode=mode)
 
     def update(self, dw_in: torch.Tensor | None, dw_rec: torch.Tensor | None,

@@ -112,3 +112,31 @@ def test_eval_pcm_config_changes_only_the_pcm_rows(tmp_path, capsys) -> None:
     bad.write_text('/**:\n  ros__parameters:\n    eprop:\n      eta_out: 0.1\n')
     assert cli.main(args + ['--pcm-config', str(bad)]) != 0
     assert "may set only ['pcm'], got ['eprop']" in capsys.readouterr().err
+
+
+def test_eval_repeat_measures_read_noise_only(tmp_path, capsys) -> None:
+    # --repeat: the same adapted network run twice. Software and the 4-bit row are
+    # deterministic (exactly 0); on PCM the two runs differ, and only through the read noise:
+    # without it (programming noise, jitter and drift are frozen in the devices) they are equal.
+    # The second run has its own noise stream, so every other number is unchanged.
+    cfg = _tiny()
+    MetaTrainer(cfg).save(str(tmp_path / 'ck'), train_state=False)
+    args = ['eval', '--checkpoint', str(tmp_path / 'ck'), '--tasks', '6', '--json']
+    assert cli.main(args) == 0
+    plain = json.loads(capsys.readouterr().out)['families']['reach']['rows']
+    assert cli.main(args + ['--repeat']) == 0
+    rows = json.loads(capsys.readouterr().out)['families']['reach']['rows']
+    for row in ('software', 'software_4bit'):
+        assert rows[row]['repeat_final_distance_median'] == 0.0
+        assert rows[row]['repeat_xyz_var'] == 0.0
+    assert rows['pcm']['repeat_xyz_var'] > 0.0
+    assert rows['pcm']['repeat_final_distance_median'] > 0.0
+    assert 'repeat_xyz_var' not in rows['before'] and 'repeat_xyz_var' not in rows['before_pcm']
+    for row, vals in plain.items():
+        assert {k: rows[row][k] for k in vals} == vals
+    no_read = tmp_path / 'no_read.yaml'
+    no_read.write_text('/**:\n  ros__parameters:\n    pcm:\n      read_noise: false\n')
+    assert cli.main(args + ['--repeat', '--pcm-config', str(no_read)]) == 0
+    rows = json.loads(capsys.readouterr().out)['families']['reach']['rows']
+    assert rows['pcm']['repeat_xyz_var'] == 0.0
+    assert rows['pcm']['xyz_mse'] != plain['pcm']['xyz_mse']  # the devices still are noisy
