@@ -2,13 +2,13 @@
 
 The trainee lives on ONE emulated crossbar (:class:`~l2l_nmhw_ros.pcm.crossbar.Crossbar`) holding
 the packed (n_rec + R·n_out, n_in + n_rec) matrix of :mod:`l2l_nmhw_ros.pcm.layout` ((252, 255) in
-the paper's setting; R = ``pcm.readout_replicas`` copies of the readout rows, 4 in
-``checkpoints/default``: (262, 255)). Every MVM of a trial is a crossbar read at the emulator time
-``t`` (drift, per-device 1/f read noise): the synaptic input [W_in | W_rec] [x_t; z_{t-1}] is one
-read of rows 0..n_rec-1, the readout W_out z_t a read of rows n_rec.. with [0 | z_t] as input,
-averaged over the R copies. The recurrent loop runs in the
-compiled kernel of :mod:`l2l_nmhw_ros.snn.fast_trial` (``fast=True``, the default when numba is
-installed; ~1 ms instead of ~40 ms per trial) or in the torch loop of
+the paper's setting; R = ``pcm.readout_replicas`` copies of the readout rows; in
+``checkpoints/default``: 8 copies and 25 clock neurons, (274, 275) on 2 x 2 tiles). Every MVM of
+a trial is a crossbar read at the emulator time ``t`` (drift, per-device 1/f read noise): the
+synaptic input [W_in | W_rec] [x_t; z_{t-1}] is one read of rows 0..n_rec-1, the readout W_out z_t
+a read of rows n_rec.. with [0 | z_t] as input, averaged over the R copies. The recurrent loop
+runs in the compiled kernel of :mod:`l2l_nmhw_ros.snn.fast_trial` (``fast=True``, the default
+when numba is installed; ~1 ms instead of ~40 ms per trial) or in the torch loop of
 :func:`~l2l_nmhw_ros.snn.trainee.run_trial` (``fast=False``): the same equations and read-noise
 model; the noise is drawn in another order, so seeded runs of the two differ by the noise sample.
 
