@@ -36,7 +36,7 @@ from l2l_nmhw_ros.l2l.meta import make_backend, task_errors, tasks_to, weights_f
 from l2l_nmhw_ros.l2l.tasks import FAMILIES, make_tasks
 
 __all__ = ['METRICS', 'ROWS', 'RUNS', 'add_arguments', 'default_checkpoint', 'evaluate',
-           'per_task_metrics', 'run']
+           'paired_ratio_ci', 'per_task_metrics', 'run']
 
 log = logging.getLogger(__name__)
 
@@ -70,6 +70,39 @@ REPEAT_METRICS = ('repeat_final_distance', 'repeat_xyz_var')
 #: torch seed offset of the repeat trials' read-noise generators (seed + this + backend offset)
 _REPEAT_SEED_OFFSET = 1000
 NOISE_STREAMS = ('per_backend', 'shared')
+
+
+def paired_ratio_ci(a: np.ndarray, b: np.ndarray, *, confidence: float = 0.95,
+                    n_resamples: int = 2000, seed: int = 0) -> tuple[float, float]:
+    """Paired bootstrap interval of mean(a) / mean(b) - 1 over tasks (percentile method,
+    :func:`scipy.stats.bootstrap` with ``paired=True``): how well a number of tasks resolves the
+    gap of row ``a`` (e.g. PCM xyz MSE) to row ``b`` (software) on the same tasks.
+
+    Args:
+        a, b: per-task values, shape (n_tasks,), n_tasks >= 2, b's mean > 0.
+        confidence: level of the interval.
+        n_resamples: bootstrap resamples.
+        seed: seed of the resampling.
+
+    Returns:
+        (low, high).
+
+    Raises:
+        ValueError: shapes differ, fewer than 2 tasks, or mean(b) <= 0.
+    """
+    from scipy import stats
+
+    a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
+    if a.shape != b.shape or a.ndim != 1 or a.size < 2:
+        raise ValueError(f'a, b: expected two (n_tasks,) arrays with n_tasks >= 2, got '
+                         f'{a.shape} and {b.shape}')
+    if not b.mean() > 0:
+        raise ValueError(f'b: expected a positive mean, got {b.mean()}')
+    res = stats.bootstrap((a, b), lambda x, y, axis=-1: x.mean(axis=axis) / y.mean(axis=axis) - 1,
+                          paired=True, vectorized=True, confidence_level=confidence,
+                          n_resamples=n_resamples, method='percentile',
+                          random_state=np.random.default_rng(seed))
+    return float(res.confidence_interval.low), float(res.confidence_interval.high)
 
 
 def _changed_weights(dw: torch.Tensor, step: float) -> torch.Tensor:
@@ -247,6 +280,9 @@ def evaluate(weights: dict[str, np.ndarray], cfg: C.L2LConfig, family: str, n_ta
             out[r]['repeat_final_distance_median'] = float(
                 np.median(metrics[r]['repeat_final_distance']))
             out[r]['repeat_xyz_var'] = float(np.mean(metrics[r]['repeat_xyz_var']))
+    if 'pcm' in rows and 'software' in rows and n_tasks >= 2:
+        lo, hi = paired_ratio_ci(metrics['pcm']['xyz_mse'], metrics['software']['xyz_mse'])
+        out['pcm']['xyz_vs_software_lo95'], out['pcm']['xyz_vs_software_hi95'] = lo, hi
     # reference level: the best task-independent output, i.e. the mean target path of these tasks
     base = ((xyz - xyz.mean(dim=1, keepdim=True)) ** 2).mean(dim=(0, 2))
     dist = (xyz - xyz.mean(dim=1, keepdim=True)).norm(dim=-1).mean(dim=0)
@@ -262,7 +298,9 @@ def evaluate(weights: dict[str, np.ndarray], cfg: C.L2LConfig, family: str, n_ta
 def summary(result: dict[str, dict[str, float]]) -> dict[str, float]:
     """Return the headline ratios: xyz MSE before / after one update in software (``before`` /
     ``software``) and on PCM (``before_pcm`` / ``pcm``; ``before`` / ``pcm`` when there is no
-    ``before_pcm`` row), and the PCM vs software gap after the update (``pcm / software - 1``)."""
+    ``before_pcm`` row), and the PCM vs software gap after the update (``pcm / software - 1``)
+    with its paired bootstrap 95 % interval over the tasks (``_lo95`` / ``_hi95``, when
+    :func:`evaluate` computed it: :func:`paired_ratio_ci`)."""
     out: dict[str, float] = {}
     if 'before' in result and 'software' in result:
         sw = result['software']['xyz_mse']
@@ -272,6 +310,9 @@ def summary(result: dict[str, dict[str, float]]) -> dict[str, float]:
         out['xyz_improvement_pcm'] = before_pcm['xyz_mse'] / result['pcm']['xyz_mse']
     if 'software' in result and 'pcm' in result:
         out['pcm_vs_software_rel'] = result['pcm']['xyz_mse'] / result['software']['xyz_mse'] - 1
+        if 'xyz_vs_software_lo95' in result['pcm']:
+            out['pcm_vs_software_rel_lo95'] = result['pcm']['xyz_vs_software_lo95']
+            out['pcm_vs_software_rel_hi95'] = result['pcm']['xyz_vs_software_hi95']
     return out
 
 

@@ -9,7 +9,7 @@ import pytest
 
 from l2l_nmhw_ros import cli
 from l2l_nmhw_ros import config as C
-from l2l_nmhw_ros.l2l.evaluate import evaluate, summary
+from l2l_nmhw_ros.l2l.evaluate import evaluate, paired_ratio_ci, summary
 from l2l_nmhw_ros.l2l.meta import MetaTrainer
 
 
@@ -140,3 +140,28 @@ def test_eval_repeat_measures_read_noise_only(tmp_path, capsys) -> None:
     rows = json.loads(capsys.readouterr().out)['families']['reach']['rows']
     assert rows['pcm']['repeat_xyz_var'] == 0.0
     assert rows['pcm']['xyz_mse'] != plain['pcm']['xyz_mse']  # the devices still are noisy
+
+
+def test_paired_ratio_ci() -> None:
+    import numpy as np
+
+    rng = np.random.default_rng(3)
+    b = rng.lognormal(0.0, 1.0, 200)
+    # a fixed multiple of b: every resample has the same ratio, the interval is that point
+    lo, hi = paired_ratio_ci(1.1 * b, b)
+    assert lo == pytest.approx(0.1, abs=1e-12) and hi == pytest.approx(0.1, abs=1e-12)
+    # paired noise: the interval holds the point estimate and shrinks like 1/sqrt(n)
+    def width(n: int) -> tuple[float, float, float]:
+        bb = rng.lognormal(0.0, 1.0, n)
+        aa = bb * rng.lognormal(0.0, 0.3, n)
+        lo, hi = paired_ratio_ci(aa, bb)
+        return lo, aa.mean() / bb.mean() - 1, hi
+    lo, mid, hi = width(200)
+    assert lo < mid < hi
+    lo4, mid4, hi4 = width(3200)
+    assert lo4 < mid4 < hi4
+    assert 0.15 < (hi4 - lo4) / (hi - lo) < 0.4  # 1/4 expected for 16x the tasks
+    with pytest.raises(ValueError, match='n_tasks >= 2'):
+        paired_ratio_ci(np.ones(1), np.ones(1))
+    with pytest.raises(ValueError, match='positive mean'):
+        paired_ratio_ci(np.ones(3), np.zeros(3))
