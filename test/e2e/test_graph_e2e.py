@@ -23,15 +23,15 @@ from l2l_nmhw_ros.reach.episode import resolve_checkpoint
 N_TARGETS = 5
 SEED = 1
 #: median end-effector distance to the target after the one update [m]. Measured with the shipped
-#: checkpoint (three learned joints, the readout learning from the demonstration's error on 4
-#: crossbar copies, omega_scale 0.0005, phase 8 iteration 6000) on these seeded targets (drawn
-#: uniformly from the reachable volume): 0.038 m (0.940 m without the update; 5 of 5 improved; 20
-#: targets of the same seed: 0.031 m). The readouts are deterministic (seeded crossbar, same
-#: commands every run); only the arm simulation's wall-clock ticks vary the measured end point (by
-#: millimetres in repeated runs), so the bound leaves ~0.06 m for the arm; without the update it
-#: is ~0.9 m. (Earlier defaults: 0.079 m, bound 0.15 m; 0.121 m, bound 0.25 m; the two-joint
-#: checkpoint: 0.323 m, 0.45 m.)
-MEDIAN_FINAL_ERROR_BOUND = 0.10
+#: checkpoint (three learned joints, 25 clock neurons, the readout learning from the
+#: demonstration's error on 8 crossbar copies, omega_scale 0.0005, iteration 4750) on these
+#: seeded targets (drawn uniformly from the reachable volume): 0.023 m (0.950 m without the
+#: update; 5 of 5 improved; 20 targets of the same seed: 0.018 m). The readouts are deterministic
+#: (seeded crossbar, same commands every run); only the arm simulation's wall-clock ticks vary
+#: the measured end point (by millimetres in repeated runs), so the bound leaves ~0.06 m for the
+#: arm; without the update it is ~0.9 m. (Earlier defaults: 0.038 m, bound 0.10 m; 0.079 m,
+#: bound 0.15 m; 0.121 m, bound 0.25 m; the two-joint checkpoint: 0.323 m, 0.45 m.)
+MEDIAN_FINAL_ERROR_BOUND = 0.08
 #: share of targets whose error must decrease after the update (the issue's 80 %)
 IMPROVED_SHARE = 0.8
 
