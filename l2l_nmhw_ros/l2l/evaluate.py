@@ -192,7 +192,8 @@ def per_task_metrics(weights: dict[str, np.ndarray], cfg: C.L2LConfig, family: s
     targets: list[torch.Tensor] = []
 
     def add(row: str, trial: Any, tasks: Any, n_prog: torch.Tensor,
-            n_changed: torch.Tensor) -> None:
+            n_changed: torch.Tensor) -> torch.Tensor:
+        """Append the row's per-task metrics; returns the trial's xyz path."""
         err = task_errors(trial.y, tasks, cfg.task.omega_scale)
         d = out[row]
         d['loss'] += (w_om * err['omega_mse'] + w_xyz * err['xyz_mse']).tolist()
@@ -201,6 +202,7 @@ def per_task_metrics(weights: dict[str, np.ndarray], cfg: C.L2LConfig, family: s
         d['n_programmed'] += n_prog.tolist()
         d['n_weights_changed'] += n_changed.tolist()
         d['rate_hz'] += (trial.z.mean(dim=(0, 2)) / dt).tolist()
+        return err['xyz']
 
     done = 0
     while done < n_tasks:
@@ -221,9 +223,8 @@ def per_task_metrics(weights: dict[str, np.ndarray], cfg: C.L2LConfig, family: s
                     changed = changed + _changed_weights(res.dw_in, grid)
                 if cfg.eprop.update_w_rec:
                     changed = changed + _changed_weights(res.dw_rec, grid)
-                add(row_test, res.test, tasks, res.n_programmed, changed)
+                xyz_a = add(row_test, res.test, tasks, res.n_programmed, changed)
                 if res.repeat is not None:
-                    xyz_a = task_errors(res.test.y, tasks, cfg.task.omega_scale)['xyz']
                     xyz_b = task_errors(res.repeat.y, tasks, cfg.task.omega_scale)['xyz']
                     d = out[row_test]
                     d['repeat_final_distance'] += (xyz_a[-1] - xyz_b[-1]).norm(dim=-1).tolist()
@@ -373,8 +374,8 @@ def run(args: argparse.Namespace) -> int:
                               'tasks': args.tasks, 'seed': args.seed, 'families': {}}
     if args.pcm_config:
         pcm_cfg = C.overlay(cfg, *args.pcm_config, sections=('pcm',)).pcm
-        report['pcm_overrides'] = {k: v for k, v in C.to_dict(pcm_cfg).items()
-                                   if v != C.to_dict(cfg.pcm)[k]}
+        ours = C.to_dict(cfg.pcm)
+        report['pcm_overrides'] = {k: v for k, v in C.to_dict(pcm_cfg).items() if v != ours[k]}
     updates = list(args.updates) if args.updates else [cfg.eprop.n_updates]
     for fam in args.family:
         per = {}
