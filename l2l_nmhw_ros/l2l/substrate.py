@@ -109,13 +109,17 @@ class FunctionalSubstrate:
                                        generator=generator)
         self.w_out = average_replicas(self.w_out_rows, self.replicas)
         self.batch = batch
-        self._mvm: MVM
-        if exact_reads(model):
-            self._mvm = default_mvm  # same values, faster CPU kernel than a batched product
-        else:
-            def mvm(xx: torch.Tensor, ww: torch.Tensor) -> torch.Tensor:
-                return model.mvm(xx, ww, generator=generator)
-            self._mvm = mvm
+
+    def _mvm_with(self, generator: torch.Generator | None) -> MVM:
+        """The model's MVM drawing its read noise from `generator` (exact reads: the plain
+        product, whose CPU kernel is faster than a batched one)."""
+        if exact_reads(self.model):
+            return default_mvm
+        model = self.model
+
+        def mvm(xx: torch.Tensor, ww: torch.Tensor) -> torch.Tensor:
+            return model.mvm(xx, ww, generator=generator)
+        return mvm
 
     def _readout_mvm(self, mvm: MVM) -> MVM:
         """`mvm` with the readout W_out z read as the average of its R copies' reads."""
@@ -138,11 +142,7 @@ class FunctionalSubstrate:
         substrate's own.
         """
         gen = self.generator if generator is None else generator
-        mvm = self._mvm
-        if generator is not None and not exact_reads(self.model):
-            def mvm(xx: torch.Tensor, ww: torch.Tensor) -> torch.Tensor:
-                return self.model.mvm(xx, ww, generator=gen)
-        mvm = self._readout_mvm(mvm)
+        mvm = self._readout_mvm(self._mvm_with(gen))
         if self.fused and mode is PAPER:
             return run_trial_fused(self.w_in, self.w_rec, self.w_out, x, cfg, mvm,
                                    read_var=self._read_var, generator=gen, dt=dt)

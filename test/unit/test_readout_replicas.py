@@ -97,7 +97,7 @@ def test_replicas_average_the_read_noise() -> None:
     for r in (1, 4):
         sub = FunctionalSubstrate(PCMModel(cfg.pcm), w, 1, torch.Generator().manual_seed(r),
                                   readout_replicas=r)
-        y = sub._readout_mvm(sub._mvm)(z, sub.w_out)
+        y = sub._readout_mvm(sub._mvm_with(sub.generator))(z, sub.w_out)
         torch.testing.assert_close(y.mean(0), torch.full((1, 2), 0.5 * N_REC), rtol=2e-3,
                                    atol=0)
         var[r] = float(y.var(0).mean())
